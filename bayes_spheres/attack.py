@@ -1,0 +1,209 @@
+"""Adversarial points on the spheres (paper, Appendix B) and the exact single-model optimum.
+
+The attack is projected gradient ascent over a score function (cleverhans' shape): take a
+plain gradient step on ``x``, then project back onto the sphere, ``x <- r x / |x|``.
+Each restart stops by itself once its best score has not improved by more than ``tol`` for
+``patience`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bayes_spheres.data import INNER, OUTER, sample_sphere
+from bayes_spheres.ensemble import Ensemble, log_mean_sigmoid, wrong_class_sign
+from bayes_spheres.io import atomic_save_npz
+
+log = logging.getLogger(__name__)
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+"""``score(x [k, D], rows [k]) -> [k]``: what the attacker maximises at restarts ``rows``."""
+
+
+class AttackName(StrEnum):
+    PGD = "pgd"
+    VERTEX = "vertex"
+
+
+class Objective(StrEnum):
+    LOGIT = "logit"  # one model: the wrong-class logit (the sigmoid saturates)
+    JENSEN = "jensen"  # ensembles, warm-up: mean_s log sigmoid(+-a_s), a lower bound
+    LOG_MEAN_SIGMOID = "log_mean_sigmoid"  # ensembles: log mean_s sigmoid(+-a_s)
+
+
+@dataclass(frozen=True)
+class AdversarialPoints:
+    """Points found by an attack: ``x`` [K, D] on spheres ``radius`` [K], true ``label`` [K],
+    and the ensemble's probability of the wrong class there, ``wrong_prob`` [K]."""
+
+    x: Tensor
+    radius: Tensor
+    label: Tensor
+    wrong_prob: Tensor
+
+    def save(self, path: str | Path) -> None:
+        atomic_save_npz(path, **{k: v.detach().cpu().numpy() for k, v in vars(self).items()})
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float64) -> AdversarialPoints:
+        with np.load(path) as f:
+            return cls(**{k: torch.as_tensor(f[k], dtype=dtype) for k in f.files})
+
+    def rescore(self, ensemble: Ensemble) -> AdversarialPoints:
+        """The same points scored by another ensemble (resampled error)."""
+        return AdversarialPoints(self.x, self.radius, self.label,
+                                 ensemble.wrong_prob(self.x, self.label))
+
+
+def project(x: Tensor, radius: Tensor) -> Tensor:
+    """Nearest point on the sphere of ``radius`` [K]: ``r x / |x|`` row by row."""
+    return radius.unsqueeze(-1) * x / x.norm(dim=-1, keepdim=True)
+
+
+def projected_gradient_ascent(score: ScoreFn, x0: Tensor, radius: Tensor, step_size: float,
+                              max_steps: int, tol: float = 0.0, patience: int | None = 10,
+                              backtrack: bool = True, desc: str | None = None,
+                              progress: bool = True) -> tuple[Tensor, Tensor]:
+    """Maximise ``score`` over spheres, all restarts as one batch; returns best ``x`` and scores.
+
+    A restart whose step does not increase its score keeps its point and halves its step
+    size (``backtrack``); with ``backtrack=False`` every step is taken, as in the paper.
+    ``patience=None`` runs all ``max_steps`` (used for the warm-up).
+    """
+    k = x0.shape[0]
+    rows = torch.arange(k, device=x0.device)
+    x = project(x0.detach(), radius)
+    with torch.no_grad():
+        f = score(x, rows)
+    best_x, best = x.clone(), f.clone()
+    eta = torch.full_like(f, step_size)
+    since = torch.zeros(k, dtype=torch.long, device=x.device)
+    active = torch.ones(k, dtype=torch.bool, device=x.device)
+    bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    for _ in bar:
+        idx = active.nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        xa = x[idx].requires_grad_(True)
+        (g,) = torch.autograd.grad(score(xa, idx).sum(), xa)
+        with torch.no_grad():
+            x_new = project(xa + eta[idx, None] * g, radius[idx])
+            f_new = score(x_new, idx)
+            ok = f_new > f[idx] if backtrack else torch.ones_like(f_new, dtype=torch.bool)
+            x[idx[ok]], f[idx[ok]] = x_new[ok], f_new[ok]
+            eta[idx[~ok]] *= 0.5
+            fa = f[idx]
+            better = fa > best[idx]
+            noticeable = fa > best[idx] + tol
+            best_x[idx[better]] = x[idx[better]]
+            best[idx[better]] = fa[better]
+            since[idx] = torch.where(noticeable, 0, since[idx] + 1)
+            if patience is not None:
+                active[idx] = since[idx] < patience
+        bar.set_postfix(active=int(active.sum()), refresh=False)
+    bar.close()
+    return best_x.detach(), best
+
+
+def ensemble_score(ensemble: Ensemble, label: Tensor, objective: Objective) -> ScoreFn:
+    """The attacker's objective for the wrong class of each restart's sphere."""
+    sign = wrong_class_sign(label)
+
+    def score(x: Tensor, rows: Tensor) -> Tensor:
+        a = sign[rows, None] * ensemble.logits(x)  # wrong-class activations [k, S]
+        if objective is Objective.LOGIT:
+            return a.mean(-1)
+        if objective is Objective.JENSEN:
+            return F.logsigmoid(a).mean(-1)
+        return log_mean_sigmoid(a)
+
+    return score
+
+
+def random_starts(restarts_per_sphere: int, dim: int, radii: tuple[float, float],
+                  generator: torch.Generator, dtype: torch.dtype = torch.float64
+                  ) -> tuple[Tensor, Tensor, Tensor]:
+    """Uniform starting points on each sphere: ``x0`` [K, D], ``radius`` [K], ``label`` [K]."""
+    x0 = torch.cat([sample_sphere(restarts_per_sphere, dim, r, generator, dtype) for r in radii])
+    radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
+    label = torch.tensor([INNER, OUTER], dtype=dtype).repeat_interleave(restarts_per_sphere)
+    return x0, radius, label
+
+
+def pgd(ensemble: Ensemble, radii: tuple[float, float], restarts_per_sphere: int = 100,
+        step_size: float = 0.01, warmup_steps: int = 300, max_steps: int = 5000,
+        tol: float = 1e-6, patience: int = 10, backtrack: bool = True, seed: int = 0,
+        progress: bool = True) -> AdversarialPoints:
+    """The paper's attack: random restarts on each sphere, projected gradient ascent.
+
+    One model maximises its wrong-class logit. An ensemble maximises ``log_mean_sigmoid`` of
+    the wrong class after ``warmup_steps`` on the Jensen bound ``mean_s log sigmoid``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    dtype, device = ensemble.w.dtype, ensemble.w.device
+    x0, radius, label = (t.to(device) for t in random_starts(
+        restarts_per_sphere, ensemble.dim, radii, gen, dtype))
+    common = dict(radius=radius, step_size=step_size, tol=tol, backtrack=backtrack,
+                  progress=progress)
+    if ensemble.size == 1:
+        x, _ = projected_gradient_ascent(ensemble_score(ensemble, label, Objective.LOGIT), x0,
+                                         max_steps=max_steps, patience=patience,
+                                         desc="attack (logit)", **common)
+    else:
+        if warmup_steps > 0:
+            x0, _ = projected_gradient_ascent(ensemble_score(ensemble, label, Objective.JENSEN),
+                                              x0, max_steps=warmup_steps, patience=None,
+                                              desc="attack (Jensen warm-up)", **common)
+        x, _ = projected_gradient_ascent(
+            ensemble_score(ensemble, label, Objective.LOG_MEAN_SIGMOID), x0,
+            max_steps=max_steps, patience=patience, desc="attack (log mean sigmoid)", **common)
+    return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
+
+
+def vertex_logits(ensemble: Ensemble, radius: float, label: int) -> Tensor:
+    """Wrong-class activation of every member at every vertex ``r e_j`` of the sphere: [S, D].
+
+    On a sphere ``u = x^2`` ranges over the simplex ``sum u = r^2`` and the activation is linear
+    in ``u``, so one model's worst point is the best of these D vertices (NOTES, Attack).
+    """
+    f = ensemble.features
+    a = radius**2 * ensemble.w / f.std - (ensemble.w @ (f.mean / f.std))[:, None] \
+        + ensemble.b[:, None]
+    return (1.0 - 2.0 * label) * a
+
+
+def vertex(ensemble: Ensemble, radii: tuple[float, float], **_: object) -> AdversarialPoints:
+    """The best vertex of each sphere for the ensemble: exact for one model, a bound otherwise.
+
+    Returns one point per sphere (inner first). For S > 1 members the ensemble's probability
+    is evaluated at all D vertices and the best is kept; the true ensemble optimum may lie
+    off the vertices, so this is then a lower bound on the worst case.
+    """
+    dtype, device = ensemble.w.dtype, ensemble.w.device
+    xs, labels = [], []
+    for label, r in zip((INNER, OUTER), radii, strict=True):
+        wrong = torch.sigmoid(vertex_logits(ensemble, r, label)).mean(0)  # [D]
+        x = torch.zeros(ensemble.dim, dtype=dtype, device=device)
+        x[int(wrong.argmax())] = r
+        xs.append(x)
+        labels.append(label)
+    x = torch.stack(xs)
+    radius = torch.tensor(radii, dtype=dtype, device=device)
+    label = torch.tensor(labels, dtype=dtype, device=device)
+    return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
+
+
+ATTACKS: dict[AttackName, Callable[..., AdversarialPoints]] = {
+    AttackName.PGD: pgd,
+    AttackName.VERTEX: vertex,
+}

@@ -1,0 +1,138 @@
+"""Checks a composed config before any work and resolves it into callables.
+
+Every error is one line that names the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from hydra.utils import get_class, get_method
+from omegaconf import DictConfig, OmegaConf
+
+from bayes_spheres.models import ModelName, SphereModel
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEVICES = ("cpu", "cuda")
+# Keys of a group's config that describe the entry rather than being passed to its function.
+META_KEYS = frozenset({"_target_", "name", "models", "resample"})
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, caught before any work is done."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated run: what to build and call, with which settings."""
+
+    model: SphereModel
+    fit: Callable[..., Any]
+    fit_settings: dict[str, Any]
+    attack: Callable[..., Any]
+    attack_settings: dict[str, Any]
+    inference_name: str
+    attack_name: str
+    resample: bool
+    dtype: torch.dtype
+    device: torch.device
+
+
+def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}={value!r}: must be an integer >= {minimum}")
+    return value
+
+
+def _positive_float(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise ConfigError(f"{where}={value!r}: must be a positive finite number")
+    return float(value)
+
+
+def _target(group: str, node: DictConfig) -> Callable[..., Any]:
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{group}: no _target_ (the function or class this config builds)")
+    try:
+        return get_class(target) if group == "model" else get_method(target)
+    except Exception as err:
+        raise ConfigError(f"{group}._target_={target!r}: cannot import ({err})") from err
+
+
+def _settings(group: str, node: DictConfig, fn: Callable[..., Any],
+              reserved: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config's settings for ``fn``; an unknown key is an error naming the allowed ones."""
+    settings = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
+                if k not in META_KEYS}
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return settings
+    allowed = [n for n in params if n not in reserved and n != "self"]
+    for key in settings:
+        if key not in allowed:
+            raise ConfigError(f"{group}.{key}: unknown setting; allowed: {', '.join(allowed)}")
+    return settings
+
+
+def validate(cfg: DictConfig) -> Plan:
+    """Check ``cfg`` and resolve its groups; raises :class:`ConfigError` on the first problem."""
+    for key in ("data", "model", "inference", "attack"):
+        if key not in cfg:
+            raise ConfigError(f"config has no '{key}' group")
+    d = cfg.data
+    _positive_int("data.dim", d.dim)
+    _positive_int("data.n_train", d.n_train, minimum=2)
+    _positive_int("data.n_val", d.n_val)
+    r_in = _positive_float("data.r_inner", d.r_inner)
+    r_out = _positive_float("data.r_outer", d.r_outer)
+    if r_in >= r_out:
+        raise ConfigError(f"data.r_inner={d.r_inner!r} must be smaller than "
+                          f"data.r_outer={d.r_outer!r}")
+    _positive_int("members", cfg.members)
+    _positive_int("seed", cfg.seed, minimum=0)
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype={cfg.dtype!r}: allowed: {', '.join(DTYPES)}")
+    if cfg.device not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r}: allowed: {', '.join(DEVICES)}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda': no CUDA device is available here; use device=cpu")
+
+    model_cls = _target("model", cfg.model)
+    model_settings = _settings("model", cfg.model, model_cls)
+    try:
+        model = model_cls(**model_settings)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from err
+    if not isinstance(model, SphereModel):
+        raise ConfigError(f"model._target_={cfg.model._target_!r} is not a SphereModel")
+
+    fit = _target("inference", cfg.inference)
+    fit_settings = _settings("inference", cfg.inference, fit,
+                             reserved=("model", "data", "members", "seed"))
+    inference_name = cfg.inference.get("name") or fit.__module__.rsplit(".", 1)[-1]
+    supported = list(cfg.inference.get("models") or [m.value for m in ModelName])
+    if model.name not in supported:
+        raise ConfigError(f"model={model.name} with inference={inference_name} is not "
+                          f"supported; models for {inference_name}: {', '.join(supported)}")
+
+    attack = _target("attack", cfg.attack)
+    attack_settings = _settings("attack", cfg.attack, attack,
+                                reserved=("ensemble", "radii", "seed", "progress"))
+    attack_name = cfg.attack.get("name") or attack.__name__
+    for key in ("restarts_per_sphere", "max_steps", "patience"):
+        if key in attack_settings:
+            _positive_int(f"attack.{key}", attack_settings[key])
+    if "step_size" in attack_settings:
+        _positive_float("attack.step_size", attack_settings["step_size"])
+
+    return Plan(model=model, fit=fit, fit_settings=fit_settings, attack=attack,
+                attack_settings=attack_settings, inference_name=inference_name,
+                attack_name=attack_name, resample=bool(cfg.inference.get("resample", False)),
+                dtype=DTYPES[cfg.dtype], device=torch.device(cfg.device))

@@ -1,0 +1,24 @@
+"""Inference methods: each module's ``fit(model, data, members, seed, **settings)`` returns a
+:class:`Posterior`, so every method feeds the same ensemble, attack and metrics code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from bayes_spheres.ensemble import Ensemble
+
+
+@dataclass
+class Posterior:
+    """An ensemble plus what produced it.
+
+    ``samples`` maps latent and derived site names to draws shaped [chain, draw, ...];
+    ``info`` holds scalars worth keeping in ``metrics.json`` (iterations, jitter, ...).
+    """
+
+    ensemble: Ensemble
+    samples: dict[str, Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,142 @@
+"""The paper's Bayesian logistic regression on squared features, with its four priors.
+
+Every model is a callable ``model(phi, y=None, subsample_size=None)`` over standardised
+features ``phi`` [N, D] and exposes the sites ``w`` [D] and ``b`` [] (deterministic where
+derived), so that every inference method yields the same kind of ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.infer.reparam import LocScaleReparam
+from torch import Tensor
+
+
+class ModelName(StrEnum):
+    FLAT = "flat"
+    HIER_CENTERED = "hier_centered"
+    HIER_NONCENTERED = "hier_noncentered"
+    SHARED_MEAN = "shared_mean"
+
+
+def activation(phi: Tensor, w: Tensor, b: Tensor | float = 0.0) -> Tensor:
+    """``a = phi w + b``: the one activation all models share (Sec. 3); broadcasts members."""
+    return phi @ w.transpose(-1, -2) + b if w.dim() > 1 else phi @ w + b
+
+
+class SphereModel:
+    """Base class: a prior over ``w`` (subclass hook) + optional bias + Bernoulli likelihood."""
+
+    name: ModelName
+
+    def __init__(self, bias: bool = True, bias_scale: float = 10.0) -> None:
+        _check_positive("bias_scale", bias_scale)
+        self.bias = bias
+        self.bias_scale = bias_scale
+
+    def weights(self, dim: int, like: Tensor) -> Tensor:
+        """Sample ``w`` [dim] (and any hyper-parameters) from the prior."""
+        raise NotImplementedError
+
+    def __call__(self, phi: Tensor, y: Tensor | None = None,
+                 subsample_size: int | None = None) -> Tensor:
+        n, dim = phi.shape
+        w = self.weights(dim, phi)
+        if self.bias:
+            b = pyro.sample("b", dist.Normal(phi.new_zeros(()), self.bias_scale))
+        else:
+            b = pyro.deterministic("b", phi.new_zeros(()))
+        with pyro.plate("data", n, subsample_size=subsample_size) as idx:
+            logits = activation(phi[idx], w, b)
+            obs = None if y is None else y[idx]
+            return pyro.sample("y", dist.Bernoulli(logits=logits), obs=obs)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class Flat(SphereModel):
+    """``w ~ N(0, sigma^2 I)``: the paper's "standard model" with a broad prior."""
+
+    name = ModelName.FLAT
+
+    def __init__(self, sigma: float = 10.0, bias: bool = True, bias_scale: float = 10.0) -> None:
+        super().__init__(bias, bias_scale)
+        _check_positive("sigma", sigma)
+        self.sigma = sigma
+
+    def weights(self, dim: int, like: Tensor) -> Tensor:
+        loc = like.new_zeros(dim)
+        return pyro.sample("w", dist.Normal(loc, self.sigma).to_event(1))
+
+
+class Hierarchical(SphereModel):
+    """``s ~ LogNormal(log median, log_sd)``, ``w | s ~ N(0, s^2 I)`` (paper, "Hierarchical model").
+
+    ``centered=False`` is the same model written as direction x distance, ``w = s v`` with
+    ``v ~ N(0, I)``, obtained by :class:`~pyro.infer.reparam.LocScaleReparam` (the direction is
+    the site ``w_decentered``); ``w`` is then a deterministic site.
+    """
+
+    def __init__(self, centered: bool = True, scale_median: float = 10.0,
+                 scale_log_sd: float = 1.0, bias: bool = True, bias_scale: float = 10.0) -> None:
+        super().__init__(bias, bias_scale)
+        _check_positive("scale_median", scale_median)
+        _check_positive("scale_log_sd", scale_log_sd)
+        self.centered = centered
+        self.scale_median = scale_median
+        self.scale_log_sd = scale_log_sd
+
+    @property
+    def name(self) -> ModelName:  # type: ignore[override]
+        return ModelName.HIER_CENTERED if self.centered else ModelName.HIER_NONCENTERED
+
+    def weights(self, dim: int, like: Tensor) -> Tensor:
+        s = pyro.sample("s", dist.LogNormal(like.new_tensor(math.log(self.scale_median)),
+                                            self.scale_log_sd))
+        return pyro.sample("w", dist.Normal(like.new_zeros(dim), s).to_event(1))
+
+    def __call__(self, phi: Tensor, y: Tensor | None = None,
+                 subsample_size: int | None = None) -> Tensor:
+        if self.centered:
+            return super().__call__(phi, y, subsample_size)
+        reparam = poutine.reparam(super().__call__, config={"w": LocScaleReparam(centered=0.0)})
+        return reparam(phi, y, subsample_size)
+
+
+class SharedMean(SphereModel):
+    """``mu ~ N(0, sigma_mu^2)``, ``w_i | mu ~ N(mu, sigma^2)``: the "non-zero mean" prior."""
+
+    name = ModelName.SHARED_MEAN
+
+    def __init__(self, sigma_mu: float = 10.0, sigma: float = 1.0, bias: bool = True,
+                 bias_scale: float = 10.0) -> None:
+        super().__init__(bias, bias_scale)
+        _check_positive("sigma_mu", sigma_mu)
+        _check_positive("sigma", sigma)
+        self.sigma_mu = sigma_mu
+        self.sigma = sigma
+
+    def weights(self, dim: int, like: Tensor) -> Tensor:
+        mu = pyro.sample("mu", dist.Normal(like.new_zeros(()), self.sigma_mu))
+        return pyro.sample("w", dist.Normal(mu.expand(dim), self.sigma).to_event(1))
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"model.{name}={value!r}: must be a positive finite number")
+
+
+def weights_of(model: SphereModel, latents: dict[str, Tensor], dim: int) -> tuple[Tensor, Tensor]:
+    """``(w, b)`` that ``model`` derives from one draw of its latent sites (constrained space)."""
+    like = next(iter(latents.values())) if latents else torch.zeros(())
+    phi = like.new_zeros(1, dim)
+    tr = poutine.trace(poutine.condition(model, data=latents)).get_trace(phi)
+    return tr.nodes["w"]["value"].detach(), tr.nodes["b"]["value"].detach()

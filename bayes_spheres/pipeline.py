@@ -1,0 +1,124 @@
+"""One run of the study: data -> model -> inference -> ensemble -> attack -> metrics.
+
+:func:`run` is plain Python over a composed config, so tests call it directly; ``app.py``
+is only the Hydra entry point around it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from omegaconf import DictConfig
+
+from bayes_spheres import metrics as M
+from bayes_spheres.config import Plan, validate
+from bayes_spheres.data import load_spheres
+from bayes_spheres.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+class Timings(dict):
+    """Seconds per stage, with one log line per stage."""
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        log.info("%s ...", stage)
+        start = time.perf_counter()
+        yield
+        self[stage] = round(time.perf_counter() - start, 3)
+        log.info("%s done in %.2f s", stage, self[stage])
+
+
+def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run in ``out_dir``, or None (metrics.json is written last)."""
+    path = out_dir / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run one cell of the study and write its artifacts to ``out_dir``; return the metrics.
+
+    Writes ``ensemble.npz``, ``adversarial_points.npz`` and, last, ``metrics.json``, each
+    atomically. A folder that already holds a finished ``metrics.json`` is left alone unless
+    ``cfg.force`` is true.
+    """
+    plan = validate(cfg)
+    out = Path(out_dir) if out_dir is not None else _hydra_output_dir()
+    done = finished_metrics(out)
+    if done is not None and not cfg.get("force", False):
+        log.info("%s already holds a finished run; skipping (force=true reruns it)", out)
+        print(json.dumps(done, sort_keys=True), flush=True)
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_default_dtype(plan.dtype)
+    timings = Timings()
+
+    with timings("data"):
+        d = cfg.data
+        data = load_spheres(d.dim, d.n_train, d.n_val, d.r_inner, d.r_outer, seed=d.seed,
+                            dtype=plan.dtype, device=plan.device)
+    with timings("inference"):
+        posterior = _fit(plan, data, cfg.members, cfg.seed)
+        posterior.ensemble.save(out / "ensemble.npz")
+    ensemble = posterior.ensemble
+    with timings("attack"):
+        points = plan.attack(ensemble, radii=data.radii, seed=cfg.seed,
+                             progress=bool(cfg.get("progress", True)), **plan.attack_settings)
+        points.save(out / "adversarial_points.npz")
+    resampled = None
+    if plan.resample:
+        with timings("resample"):
+            second = _fit(plan, data, cfg.members, cfg.seed + 1)
+            resampled = M.resampled_error(points, second.ensemble)
+    with timings("metrics"):
+        result = {
+            "model": plan.model.name.value,
+            "inference": plan.inference_name,
+            "attack": plan.attack_name,
+            "seed": cfg.seed,
+            "dim": data.dim,
+            "n_train": len(data.x_train),
+            "n_val": len(data.x_val),
+            "members": ensemble.size,
+            "avg_confidence": M.avg_confidence(ensemble, data.x_val, data.y_val),
+            "validation_error": M.validation_error(ensemble, data.x_val, data.y_val),
+            "adversarial_error": M.adversarial_error(points),
+            "adversarial_error_max": M.adversarial_error_max(points),
+            "adversarial_error_by_sphere": M.adversarial_error_by_sphere(points),
+            "worst_case_by_sphere": M.worst_case_by_sphere(ensemble, data.radii),
+            "resampled_error": resampled,
+            "inference_info": posterior.info,
+        }
+    result["timings"] = dict(timings)
+    atomic_write_json(out / METRICS_FILE, result)
+    log.info("wrote %s", out / METRICS_FILE)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return result
+
+
+def _fit(plan: Plan, data, members: int, seed: int):
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    return plan.fit(plan.model, data, members=members, seed=seed, **plan.fit_settings)
+
+
+def _hydra_output_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
