@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -11,8 +10,6 @@ from omegaconf import DictConfig
 
 from bayes_spheres.config import ConfigError
 from bayes_spheres.pipeline import run
-
-log = logging.getLogger(__name__)
 
 # conf/ sits beside the package at the top of the repository (an editable install).
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -23,7 +20,6 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ConfigError as err:
-        log.error("config error: %s", err)
         print(f"bayes-spheres: config error: {err}", file=sys.stderr)
         sys.exit(2)
 
