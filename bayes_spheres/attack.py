@@ -61,8 +61,9 @@ class AdversarialPoints:
 
     def rescore(self, ensemble: Ensemble) -> AdversarialPoints:
         """The same points scored by another ensemble (resampled error)."""
-        return AdversarialPoints(self.x, self.radius, self.label,
-                                 ensemble.wrong_prob(self.x, self.label))
+        return AdversarialPoints(
+            self.x, self.radius, self.label, ensemble.wrong_prob(self.x, self.label)
+        )
 
 
 def project(x: Tensor, radius: Tensor) -> Tensor:
@@ -70,10 +71,18 @@ def project(x: Tensor, radius: Tensor) -> Tensor:
     return radius.unsqueeze(-1) * x / x.norm(dim=-1, keepdim=True)
 
 
-def projected_gradient_ascent(score: ScoreFn, x0: Tensor, radius: Tensor, step_size: float,
-                              max_steps: int, tol: float = 0.0, patience: int | None = 10,
-                              backtrack: bool = True, desc: str | None = None,
-                              progress: bool = True) -> tuple[Tensor, Tensor]:
+def projected_gradient_ascent(
+    score: ScoreFn,
+    x0: Tensor,
+    radius: Tensor,
+    step_size: float,
+    max_steps: int,
+    tol: float = 0.0,
+    patience: int | None = 10,
+    backtrack: bool = True,
+    desc: str | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Maximise ``score`` over spheres, all restarts as one batch; returns best ``x`` and scores.
 
     A restart whose step does not increase its score keeps its point and halves its step
@@ -130,9 +139,13 @@ def ensemble_score(ensemble: Ensemble, label: Tensor, objective: Objective) -> S
     return score
 
 
-def random_starts(restarts_per_sphere: int, dim: int, radii: tuple[float, float],
-                  generator: torch.Generator, dtype: torch.dtype = torch.float64
-                  ) -> tuple[Tensor, Tensor, Tensor]:
+def random_starts(
+    restarts_per_sphere: int,
+    dim: int,
+    radii: tuple[float, float],
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Uniform starting points on each sphere: ``x0`` [K, D], ``radius`` [K], ``label`` [K]."""
     x0 = torch.cat([sample_sphere(restarts_per_sphere, dim, r, generator, dtype) for r in radii])
     radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
@@ -140,10 +153,19 @@ def random_starts(restarts_per_sphere: int, dim: int, radii: tuple[float, float]
     return x0, radius, label
 
 
-def pgd(ensemble: Ensemble, radii: tuple[float, float], restarts_per_sphere: int = 100,
-        step_size: float = 0.01, warmup_steps: int = 300, max_steps: int = 5000,
-        tol: float = 1e-6, patience: int = 10, backtrack: bool = True, seed: int = 0,
-        progress: bool = True) -> AdversarialPoints:
+def pgd(
+    ensemble: Ensemble,
+    radii: tuple[float, float],
+    restarts_per_sphere: int = 100,
+    step_size: float = 0.01,
+    warmup_steps: int = 300,
+    max_steps: int = 5000,
+    tol: float = 1e-6,
+    patience: int = 10,
+    backtrack: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> AdversarialPoints:
     """The paper's attack: random restarts on each sphere, projected gradient ascent.
 
     One model maximises its wrong-class logit. An ensemble maximises ``log_mean_sigmoid`` of
@@ -151,22 +173,39 @@ def pgd(ensemble: Ensemble, radii: tuple[float, float], restarts_per_sphere: int
     """
     gen = torch.Generator().manual_seed(seed)
     dtype, device = ensemble.w.dtype, ensemble.w.device
-    x0, radius, label = (t.to(device) for t in random_starts(
-        restarts_per_sphere, ensemble.dim, radii, gen, dtype))
-    common = dict(radius=radius, step_size=step_size, tol=tol, backtrack=backtrack,
-                  progress=progress)
+    x0, radius, label = (
+        t.to(device) for t in random_starts(restarts_per_sphere, ensemble.dim, radii, gen, dtype)
+    )
+    common = dict(
+        radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
+    )
     if ensemble.size == 1:
-        x, _ = projected_gradient_ascent(ensemble_score(ensemble, label, Objective.LOGIT), x0,
-                                         max_steps=max_steps, patience=patience,
-                                         desc="attack (logit)", **common)
+        x, _ = projected_gradient_ascent(
+            ensemble_score(ensemble, label, Objective.LOGIT),
+            x0,
+            max_steps=max_steps,
+            patience=patience,
+            desc="attack (logit)",
+            **common,
+        )
     else:
         if warmup_steps > 0:
-            x0, _ = projected_gradient_ascent(ensemble_score(ensemble, label, Objective.JENSEN),
-                                              x0, max_steps=warmup_steps, patience=None,
-                                              desc="attack (Jensen warm-up)", **common)
+            x0, _ = projected_gradient_ascent(
+                ensemble_score(ensemble, label, Objective.JENSEN),
+                x0,
+                max_steps=warmup_steps,
+                patience=None,
+                desc="attack (Jensen warm-up)",
+                **common,
+            )
         x, _ = projected_gradient_ascent(
-            ensemble_score(ensemble, label, Objective.LOG_MEAN_SIGMOID), x0,
-            max_steps=max_steps, patience=patience, desc="attack (log mean sigmoid)", **common)
+            ensemble_score(ensemble, label, Objective.LOG_MEAN_SIGMOID),
+            x0,
+            max_steps=max_steps,
+            patience=patience,
+            desc="attack (log mean sigmoid)",
+            **common,
+        )
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
 
 
@@ -177,8 +216,11 @@ def vertex_logits(ensemble: Ensemble, radius: float, label: int) -> Tensor:
     in ``u``, so one model's worst point is the best of these D vertices (NOTES, Attack).
     """
     f = ensemble.features
-    a = radius**2 * ensemble.w / f.std - (ensemble.w @ (f.mean / f.std))[:, None] \
+    a = (
+        radius**2 * ensemble.w / f.std
+        - (ensemble.w @ (f.mean / f.std))[:, None]
         + ensemble.b[:, None]
+    )
     return (1.0 - 2.0 * label) * a
 
 

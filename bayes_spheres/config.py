@@ -50,8 +50,11 @@ def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
 
 
 def _positive_float(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            math.isfinite(value) and value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
         raise ConfigError(f"{where}={value!r}: must be a positive finite number")
     return float(value)
 
@@ -66,11 +69,13 @@ def _target(group: str, node: DictConfig) -> Callable[..., Any]:
         raise ConfigError(f"{group}._target_={target!r}: cannot import ({err})") from err
 
 
-def _settings(group: str, node: DictConfig, fn: Callable[..., Any],
-              reserved: tuple[str, ...] = ()) -> dict[str, Any]:
+def _settings(
+    group: str, node: DictConfig, fn: Callable[..., Any], reserved: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The config's settings for ``fn``; an unknown key is an error naming the allowed ones."""
-    settings = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
-                if k not in META_KEYS}
+    settings = {
+        k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in META_KEYS
+    }
     params = inspect.signature(fn).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return settings
@@ -93,8 +98,9 @@ def validate(cfg: DictConfig) -> Plan:
     r_in = _positive_float("data.r_inner", d.r_inner)
     r_out = _positive_float("data.r_outer", d.r_outer)
     if r_in >= r_out:
-        raise ConfigError(f"data.r_inner={d.r_inner!r} must be smaller than "
-                          f"data.r_outer={d.r_outer!r}")
+        raise ConfigError(
+            f"data.r_inner={d.r_inner!r} must be smaller than data.r_outer={d.r_outer!r}"
+        )
     _positive_int("members", cfg.members)
     _positive_int("seed", cfg.seed, minimum=0)
     if cfg.dtype not in DTYPES:
@@ -114,17 +120,21 @@ def validate(cfg: DictConfig) -> Plan:
         raise ConfigError(f"model._target_={cfg.model._target_!r} is not a SphereModel")
 
     fit = _target("inference", cfg.inference)
-    fit_settings = _settings("inference", cfg.inference, fit,
-                             reserved=("model", "data", "members", "seed"))
+    fit_settings = _settings(
+        "inference", cfg.inference, fit, reserved=("model", "data", "members", "seed")
+    )
     inference_name = cfg.inference.get("name") or fit.__module__.rsplit(".", 1)[-1]
     supported = list(cfg.inference.get("models") or [m.value for m in ModelName])
     if model.name not in supported:
-        raise ConfigError(f"model={model.name} with inference={inference_name} is not "
-                          f"supported; models for {inference_name}: {', '.join(supported)}")
+        raise ConfigError(
+            f"model={model.name} with inference={inference_name} is not "
+            f"supported; models for {inference_name}: {', '.join(supported)}"
+        )
 
     attack = _target("attack", cfg.attack)
-    attack_settings = _settings("attack", cfg.attack, attack,
-                                reserved=("ensemble", "radii", "seed", "progress"))
+    attack_settings = _settings(
+        "attack", cfg.attack, attack, reserved=("ensemble", "radii", "seed", "progress")
+    )
     attack_name = cfg.attack.get("name") or attack.__name__
     for key in ("restarts_per_sphere", "max_steps", "patience"):
         if key in attack_settings:
@@ -132,7 +142,15 @@ def validate(cfg: DictConfig) -> Plan:
     if "step_size" in attack_settings:
         _positive_float("attack.step_size", attack_settings["step_size"])
 
-    return Plan(model=model, fit=fit, fit_settings=fit_settings, attack=attack,
-                attack_settings=attack_settings, inference_name=inference_name,
-                attack_name=attack_name, resample=bool(cfg.inference.get("resample", False)),
-                dtype=DTYPES[cfg.dtype], device=torch.device(cfg.device))
+    return Plan(
+        model=model,
+        fit=fit,
+        fit_settings=fit_settings,
+        attack=attack,
+        attack_settings=attack_settings,
+        inference_name=inference_name,
+        attack_name=attack_name,
+        resample=bool(cfg.inference.get("resample", False)),
+        dtype=DTYPES[cfg.dtype],
+        device=torch.device(cfg.device),
+    )

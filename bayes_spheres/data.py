@@ -13,23 +13,34 @@ from torch import Tensor
 INNER, OUTER = 0, 1
 
 
-def sample_sphere(n: int, dim: int, radius: float, generator: torch.Generator,
-                  dtype: torch.dtype = torch.float64) -> Tensor:
+def sample_sphere(
+    n: int, dim: int, radius: float, generator: torch.Generator, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """``n`` points uniform on the sphere of ``radius`` in ``dim`` dimensions: ``r g / |g|``."""
     g = torch.randn(n, dim, generator=generator, dtype=dtype)
     return radius * g / g.norm(dim=-1, keepdim=True)
 
 
-def make_spheres(n: int, dim: int, r_inner: float, r_outer: float, generator: torch.Generator,
-                 dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+def make_spheres(
+    n: int,
+    dim: int,
+    r_inner: float,
+    r_outer: float,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor]:
     """``n`` labelled points, half on each sphere (the inner one takes the odd point), shuffled.
 
     Returns ``x`` [n, dim] and labels ``y`` [n] (float, 0 = inner, 1 = outer).
     """
     n_outer = n // 2
     n_inner = n - n_outer
-    x = torch.cat([sample_sphere(n_inner, dim, r_inner, generator, dtype),
-                   sample_sphere(n_outer, dim, r_outer, generator, dtype)])
+    x = torch.cat(
+        [
+            sample_sphere(n_inner, dim, r_inner, generator, dtype),
+            sample_sphere(n_outer, dim, r_outer, generator, dtype),
+        ]
+    )
     y = torch.cat([torch.zeros(n_inner, dtype=dtype), torch.ones(n_outer, dtype=dtype)])
     perm = torch.randperm(n, generator=generator)
     return x[perm], y[perm]
@@ -82,9 +93,16 @@ class SphereData:
         return (self.r_inner, self.r_outer)
 
 
-def load_spheres(dim: int, n_train: int, n_val: int, r_inner: float = 1.0, r_outer: float = 1.3,
-                 seed: int = 0, dtype: torch.dtype = torch.float64,
-                 device: torch.device | str = "cpu") -> SphereData:
+def load_spheres(
+    dim: int,
+    n_train: int,
+    n_val: int,
+    r_inner: float = 1.0,
+    r_outer: float = 1.3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> SphereData:
     """Draw the training and validation sets from one seeded generator (CPU, then moved)."""
     gen = torch.Generator().manual_seed(seed)
     x_tr, y_tr = make_spheres(n_train, dim, r_inner, r_outer, gen, dtype)

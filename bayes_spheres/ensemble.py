@@ -20,7 +20,7 @@ from bayes_spheres.io import atomic_save_npz
 
 
 def log_mean_sigmoid(a: Tensor, dim: int = -1) -> Tensor:
-    """``log mean_s sigmoid(a_s)`` as ``logsumexp(logsigmoid(a)) - log S``; stable when saturated."""
+    """``log mean_s sigmoid(a_s)`` = ``logsumexp(logsigmoid(a)) - log S``, stable when saturated."""
     return torch.logsumexp(F.logsigmoid(a), dim=dim) - math.log(a.shape[dim])
 
 
@@ -39,11 +39,15 @@ class Ensemble:
 
     def __post_init__(self) -> None:
         if self.w.dim() != 2 or self.b.shape != self.w.shape[:1]:
-            raise ValueError(f"Ensemble needs w [S, D] and b [S]; got w {tuple(self.w.shape)} "
-                             f"and b {tuple(self.b.shape)}")
+            raise ValueError(
+                f"Ensemble needs w [S, D] and b [S]; got w {tuple(self.w.shape)} "
+                f"and b {tuple(self.b.shape)}"
+            )
         if self.features.mean.shape != self.w.shape[1:]:
-            raise ValueError(f"feature map has dim {tuple(self.features.mean.shape)}, "
-                             f"weights have D = {self.w.shape[1]}")
+            raise ValueError(
+                f"feature map has dim {tuple(self.features.mean.shape)}, "
+                f"weights have D = {self.w.shape[1]}"
+            )
         if not (torch.isfinite(self.w).all() and torch.isfinite(self.b).all()):
             raise ValueError("Ensemble weights contain NaN or inf")
 
@@ -61,8 +65,11 @@ class Ensemble:
 
     def prob(self, x: Tensor, batch_size: int = 4096) -> Tensor:
         """Predictive ``p(y = 1 | x)`` [N]: mean over members of ``sigmoid(a_s)``."""
-        return torch.cat([torch.sigmoid(self.logits(xb)).mean(-1)
-                          for xb in x.split(batch_size)]) if len(x) else x.new_zeros(0)
+        return (
+            torch.cat([torch.sigmoid(self.logits(xb)).mean(-1) for xb in x.split(batch_size)])
+            if len(x)
+            else x.new_zeros(0)
+        )
 
     def wrong_prob(self, x: Tensor, label: Tensor, batch_size: int = 4096) -> Tensor:
         """Probability of the wrong class [N] for points with true ``label`` [N]."""
@@ -73,9 +80,13 @@ class Ensemble:
         return Ensemble(self.w.to(device), self.b.to(device), self.features.to(device))
 
     def save(self, path: str | Path) -> None:
-        atomic_save_npz(path, w=self.w.cpu().numpy(), b=self.b.cpu().numpy(),
-                        feature_mean=self.features.mean.cpu().numpy(),
-                        feature_std=self.features.std.cpu().numpy())
+        atomic_save_npz(
+            path,
+            w=self.w.cpu().numpy(),
+            b=self.b.cpu().numpy(),
+            feature_mean=self.features.mean.cpu().numpy(),
+            feature_std=self.features.std.cpu().numpy(),
+        )
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype = torch.float64) -> Ensemble:

@@ -54,8 +54,9 @@ def resampled_error(points: AdversarialPoints, second: Ensemble) -> float:
     return adversarial_error(points.rescore(second))
 
 
-def worst_case_by_sphere(ensemble: Ensemble, radii: tuple[float, float]
-                         ) -> dict[str, dict[str, float]]:
+def worst_case_by_sphere(
+    ensemble: Ensemble, radii: tuple[float, float]
+) -> dict[str, dict[str, float]]:
     """Per sphere: the best vertex for the ensemble, and a certified upper bound.
 
     ``best_vertex`` is the ensemble's wrong-class probability at its worst vertex ``r e_j``
@@ -66,6 +67,8 @@ def worst_case_by_sphere(ensemble: Ensemble, radii: tuple[float, float]
     out = {}
     for (name, label), r in zip(SPHERES.items(), radii, strict=True):
         p = torch.sigmoid(vertex_logits(ensemble, r, label))  # [S, D]
-        out[name] = {"best_vertex": float(p.mean(0).max()),
-                     "certified_bound": float(p.max(1).values.mean())}
+        out[name] = {
+            "best_vertex": float(p.mean(0).max()),
+            "certified_bound": float(p.max(1).values.mean()),
+        }
     return out

@@ -44,8 +44,9 @@ class SphereModel:
         """Sample ``w`` [dim] (and any hyper-parameters) from the prior."""
         raise NotImplementedError
 
-    def __call__(self, phi: Tensor, y: Tensor | None = None,
-                 subsample_size: int | None = None) -> Tensor:
+    def __call__(
+        self, phi: Tensor, y: Tensor | None = None, subsample_size: int | None = None
+    ) -> Tensor:
         n, dim = phi.shape
         w = self.weights(dim, phi)
         if self.bias:
@@ -85,8 +86,14 @@ class Hierarchical(SphereModel):
     the site ``w_decentered``); ``w`` is then a deterministic site.
     """
 
-    def __init__(self, centered: bool = True, scale_median: float = 10.0,
-                 scale_log_sd: float = 1.0, bias: bool = True, bias_scale: float = 10.0) -> None:
+    def __init__(
+        self,
+        centered: bool = True,
+        scale_median: float = 10.0,
+        scale_log_sd: float = 1.0,
+        bias: bool = True,
+        bias_scale: float = 10.0,
+    ) -> None:
         super().__init__(bias, bias_scale)
         _check_positive("scale_median", scale_median)
         _check_positive("scale_log_sd", scale_log_sd)
@@ -99,12 +106,14 @@ class Hierarchical(SphereModel):
         return ModelName.HIER_CENTERED if self.centered else ModelName.HIER_NONCENTERED
 
     def weights(self, dim: int, like: Tensor) -> Tensor:
-        s = pyro.sample("s", dist.LogNormal(like.new_tensor(math.log(self.scale_median)),
-                                            self.scale_log_sd))
+        s = pyro.sample(
+            "s", dist.LogNormal(like.new_tensor(math.log(self.scale_median)), self.scale_log_sd)
+        )
         return pyro.sample("w", dist.Normal(like.new_zeros(dim), s).to_event(1))
 
-    def __call__(self, phi: Tensor, y: Tensor | None = None,
-                 subsample_size: int | None = None) -> Tensor:
+    def __call__(
+        self, phi: Tensor, y: Tensor | None = None, subsample_size: int | None = None
+    ) -> Tensor:
         if self.centered:
             return super().__call__(phi, y, subsample_size)
         reparam = poutine.reparam(super().__call__, config={"w": LocScaleReparam(centered=0.0)})
@@ -116,8 +125,13 @@ class SharedMean(SphereModel):
 
     name = ModelName.SHARED_MEAN
 
-    def __init__(self, sigma_mu: float = 10.0, sigma: float = 1.0, bias: bool = True,
-                 bias_scale: float = 10.0) -> None:
+    def __init__(
+        self,
+        sigma_mu: float = 10.0,
+        sigma: float = 1.0,
+        bias: bool = True,
+        bias_scale: float = 10.0,
+    ) -> None:
         super().__init__(bias, bias_scale)
         _check_positive("sigma_mu", sigma_mu)
         _check_positive("sigma", sigma)

@@ -71,15 +71,28 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
 
     with timings("data"):
         d = cfg.data
-        data = load_spheres(d.dim, d.n_train, d.n_val, d.r_inner, d.r_outer, seed=d.seed,
-                            dtype=plan.dtype, device=plan.device)
+        data = load_spheres(
+            d.dim,
+            d.n_train,
+            d.n_val,
+            d.r_inner,
+            d.r_outer,
+            seed=d.seed,
+            dtype=plan.dtype,
+            device=plan.device,
+        )
     with timings("inference"):
         posterior = _fit(plan, data, cfg.members, cfg.seed)
         posterior.ensemble.save(out / "ensemble.npz")
     ensemble = posterior.ensemble
     with timings("attack"):
-        points = plan.attack(ensemble, radii=data.radii, seed=cfg.seed,
-                             progress=bool(cfg.get("progress", True)), **plan.attack_settings)
+        points = plan.attack(
+            ensemble,
+            radii=data.radii,
+            seed=cfg.seed,
+            progress=bool(cfg.get("progress", True)),
+            **plan.attack_settings,
+        )
         points.save(out / "adversarial_points.npz")
     resampled = None
     if plan.resample:

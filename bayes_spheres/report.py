@@ -22,15 +22,17 @@ def collect(root: str | Path) -> list[Run]:
     for path in sorted(Path(root).rglob("metrics.json")):
         run = json.loads(path.read_text())
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
-        run["overrides"] = (yaml.safe_load(overrides_file.read_text())
-                            if overrides_file.is_file() else [])
+        run["overrides"] = (
+            yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        )
         run["path"] = str(path.parent)
         runs.append(run)
     return runs
 
 
-def group_by_setting(runs: Iterable[Run], ignore: tuple[str, ...] = ("seed",)
-                     ) -> dict[str, list[Run]]:
+def group_by_setting(
+    runs: Iterable[Run], ignore: tuple[str, ...] = ("seed",)
+) -> dict[str, list[Run]]:
     """Runs grouped by their overrides, leaving out ``ignore`` (seeds become replicates)."""
     groups: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
@@ -73,8 +75,11 @@ def readings_table(runs: list[Run], paper: float | None = None, per_seed: bool =
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", help="a run or sweep folder")
-    parser.add_argument("--readings", action="store_true",
-                        help="candidate readings of adversarial error (docs/adversarial-error.md)")
+    parser.add_argument(
+        "--readings",
+        action="store_true",
+        help="candidate readings of adversarial error (docs/adversarial-error.md)",
+    )
     parser.add_argument("--per-seed", action="store_true", help="one row per seed")
     parser.add_argument("--paper", type=float, default=None, help="the paper's value to show")
     args = parser.parse_args(argv)

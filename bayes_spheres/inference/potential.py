@@ -26,10 +26,12 @@ class FlatPotential:
     device: torch.device
 
     @classmethod
-    def from_model(cls, model: Callable, *model_args: object, **model_kwargs: object
-                   ) -> FlatPotential:
+    def from_model(
+        cls, model: Callable, *model_args: object, **model_kwargs: object
+    ) -> FlatPotential:
         init, potential_fn, transforms, _ = initialize_model(
-            model, model_args=model_args, model_kwargs=model_kwargs)
+            model, model_args=model_args, model_kwargs=model_kwargs
+        )
         some = next(iter(init.values()))
         shapes = {k: v.shape for k, v in init.items()}
         return cls(potential_fn, transforms, shapes, some.dtype, some.device)
@@ -43,7 +45,7 @@ class FlatPotential:
         out, i = {}, 0
         for name, shape in self.shapes.items():
             n = math.prod(shape)
-            out[name] = theta[..., i:i + n].reshape(theta.shape[:-1] + shape)
+            out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
             i += n
         return out
 
@@ -51,8 +53,7 @@ class FlatPotential:
         return torch.cat([params[k].reshape(-1) for k in self.shapes])
 
     def constrain(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: self.transforms[k](v) if k in self.transforms else v
-                for k, v in params.items()}
+        return {k: self.transforms[k](v) if k in self.transforms else v for k, v in params.items()}
 
     def __call__(self, theta: Tensor) -> Tensor:
         return self.potential_fn(self.unravel(theta))
