@@ -5,8 +5,10 @@ Every error is one line that names the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,13 +79,29 @@ def _settings(
         k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in META_KEYS
     }
     params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return settings
     allowed = [n for n in params if n not in reserved and n != "self"]
-    for key in settings:
+    hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
+    for key, value in settings.items():
         if key not in allowed:
             raise ConfigError(f"{group}.{key}: unknown setting; allowed: {', '.join(allowed)}")
+        nested = _dataclass_in(hints.get(key))
+        if nested is not None and isinstance(value, dict):
+            names = [f.name for f in dataclasses.fields(nested)]
+            for sub in value:
+                if sub not in names:
+                    raise ConfigError(
+                        f"{group}.{key}.{sub}: unknown setting; allowed: {', '.join(names)}"
+                    )
+            settings[key] = nested(**value)
     return settings
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass named by a type hint such as ``Settings | None``, if any."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
+            return candidate
+    return None
 
 
 def validate(cfg: DictConfig) -> Plan:

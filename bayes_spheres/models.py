@@ -14,6 +14,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions import constraints
 from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor
 
@@ -41,18 +42,26 @@ class SphereModel:
         self.bias_scale = bias_scale
 
     def weights(self, dim: int, like: Tensor) -> Tensor:
-        """Sample ``w`` [dim] (and any hyper-parameters) from the prior."""
+        """Sample ``w`` [dim] (and any hyper-parameters) from the prior.
+
+        Written to broadcast: conditioned on latents with leading batch dimensions, the log
+        densities come out batched (the batched bootstrap relies on this)."""
         raise NotImplementedError
+
+    def prior(self, dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """All latent sites: returns ``(w, b)``."""
+        w = self.weights(dim, like)
+        if self.bias:
+            b = pyro.sample("b", dist.Normal(like.new_zeros(()), self.bias_scale))
+        else:
+            b = pyro.deterministic("b", like.new_zeros(()))
+        return w, b
 
     def __call__(
         self, phi: Tensor, y: Tensor | None = None, subsample_size: int | None = None
     ) -> Tensor:
         n, dim = phi.shape
-        w = self.weights(dim, phi)
-        if self.bias:
-            b = pyro.sample("b", dist.Normal(phi.new_zeros(()), self.bias_scale))
-        else:
-            b = pyro.deterministic("b", phi.new_zeros(()))
+        w, b = self.prior(dim, phi)
         with pyro.plate("data", n, subsample_size=subsample_size) as idx:
             logits = activation(phi[idx], w, b)
             obs = None if y is None else y[idx]
@@ -91,6 +100,7 @@ class Hierarchical(SphereModel):
         centered: bool = True,
         scale_median: float = 10.0,
         scale_log_sd: float = 1.0,
+        learn_prior: bool = False,
         bias: bool = True,
         bias_scale: float = 10.0,
     ) -> None:
@@ -100,24 +110,28 @@ class Hierarchical(SphereModel):
         self.centered = centered
         self.scale_median = scale_median
         self.scale_log_sd = scale_log_sd
+        self.learn_prior = learn_prior
 
     @property
     def name(self) -> ModelName:  # type: ignore[override]
         return ModelName.HIER_CENTERED if self.centered else ModelName.HIER_NONCENTERED
 
     def weights(self, dim: int, like: Tensor) -> Tensor:
-        s = pyro.sample(
-            "s", dist.LogNormal(like.new_tensor(math.log(self.scale_median)), self.scale_log_sd)
-        )
-        return pyro.sample("w", dist.Normal(like.new_zeros(dim), s).to_event(1))
+        loc = like.new_tensor(math.log(self.scale_median))
+        scale = like.new_tensor(self.scale_log_sd)
+        if self.learn_prior:
+            # Empirical Bayes: p(s)'s parameters are fit with the ELBO, so the prior moves to
+            # match the variational family q(s) (paper, "Hierarchical model").
+            loc = pyro.param("s_prior_loc", loc)
+            scale = pyro.param("s_prior_scale", scale, constraint=constraints.positive)
+        s = pyro.sample("s", dist.LogNormal(loc, scale))
+        return pyro.sample("w", dist.Normal(like.new_zeros(dim), s[..., None]).to_event(1))
 
-    def __call__(
-        self, phi: Tensor, y: Tensor | None = None, subsample_size: int | None = None
-    ) -> Tensor:
+    def prior(self, dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
         if self.centered:
-            return super().__call__(phi, y, subsample_size)
-        reparam = poutine.reparam(super().__call__, config={"w": LocScaleReparam(centered=0.0)})
-        return reparam(phi, y, subsample_size)
+            return super().prior(dim, like)
+        config = {"w": LocScaleReparam(centered=0.0)}
+        return poutine.reparam(super().prior, config=config)(dim, like)
 
 
 class SharedMean(SphereModel):
@@ -140,7 +154,8 @@ class SharedMean(SphereModel):
 
     def weights(self, dim: int, like: Tensor) -> Tensor:
         mu = pyro.sample("mu", dist.Normal(like.new_zeros(()), self.sigma_mu))
-        return pyro.sample("w", dist.Normal(mu.expand(dim), self.sigma).to_event(1))
+        loc = mu[..., None].expand(*mu.shape, dim)
+        return pyro.sample("w", dist.Normal(loc, self.sigma).to_event(1))
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -66,7 +66,17 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
         print(json.dumps(done, sort_keys=True), flush=True)
         return done
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_default_dtype(plan.dtype)
+    previous_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(plan.dtype)  # for tensors Pyro creates without a template
+    try:
+        result = _run(cfg, plan, out)
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return result
+
+
+def _run(cfg: DictConfig, plan: Plan, out: Path) -> dict[str, Any]:
     timings = Timings()
 
     with timings("data"):
@@ -121,7 +131,6 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     result["timings"] = dict(timings)
     atomic_write_json(out / METRICS_FILE, result)
     log.info("wrote %s", out / METRICS_FILE)
-    print(json.dumps(result, sort_keys=True), flush=True)
     return result
 
 

@@ -7,6 +7,8 @@ which converges reliably on this separable problem (``line_search`` in the confi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -20,69 +22,77 @@ from bayes_spheres.models import SphereModel, weights_of
 log = logging.getLogger(__name__)
 
 
-def minimise(
-    potential: FlatPotential,
-    theta0: Tensor | None = None,
-    max_iter: int = 2000,
-    tolerance_grad: float = 1e-9,
-    tolerance_change: float = 1e-14,
-    history_size: int = 50,
-    line_search: str | None = "strong_wolfe",
-) -> tuple[Tensor, dict]:
-    """Minimise ``potential`` with :class:`torch.optim.LBFGS`; returns the minimiser and info."""
-    theta = (
-        torch.zeros(potential.size, dtype=potential.dtype, device=potential.device)
-        if theta0 is None
-        else theta0.detach().clone()
-    )
-    theta.requires_grad_(True)
+@dataclass(frozen=True)
+class LBFGSSettings:
+    """Settings of :class:`torch.optim.LBFGS` (config: ``inference.lbfgs``)."""
+
+    max_iter: int = 2000
+    tolerance_grad: float = 1e-9
+    tolerance_change: float = 1e-14
+    history_size: int = 50
+    line_search: str | None = "strong_wolfe"  # None: the paper's L-BFGS without line search
+
+
+def lbfgs_minimise(
+    objective: Callable[[], Tensor], theta: Tensor, settings: LBFGSSettings | None = None
+) -> dict:
+    """Minimise ``objective()`` over the leaf tensor ``theta`` in place with
+    :class:`torch.optim.LBFGS`; returns solver info. Raises if the optimum is not finite."""
+    s = settings or LBFGSSettings()
     opt = torch.optim.LBFGS(
         [theta],
         lr=1.0,
-        max_iter=max_iter,
-        max_eval=2 * max_iter,
-        tolerance_grad=tolerance_grad,
-        tolerance_change=tolerance_change,
-        history_size=history_size,
-        line_search_fn=line_search,
+        max_iter=s.max_iter,
+        max_eval=2 * s.max_iter,
+        tolerance_grad=s.tolerance_grad,
+        tolerance_change=s.tolerance_change,
+        history_size=s.history_size,
+        line_search_fn=s.line_search,
     )
 
     def closure() -> Tensor:
         opt.zero_grad()
-        u = potential(theta)
+        u = objective()
         u.backward()
         return u
 
     opt.step(closure)
     with torch.enable_grad():
-        u = potential(theta)
+        u = objective()
         (g,) = torch.autograd.grad(u, theta)
     state = opt.state[opt._params[0]]
     u = u.detach()
-    info = {
-        "potential": float(u),
+    if not torch.isfinite(u):
+        raise FloatingPointError(f"L-BFGS diverged: objective is {float(u)}")
+    return {
+        "objective": float(u),
         "grad_norm_max": float(g.abs().max()),
         "iterations": int(state.get("n_iter", 0)),
         "evaluations": int(state.get("func_evals", 0)),
     }
-    if not torch.isfinite(u):
-        raise FloatingPointError(f"MAP diverged: negative log joint is {float(u)}")
-    return theta.detach(), info
 
 
-def map_estimate(model, *model_args: object, **lbfgs: object) -> tuple[dict[str, Tensor], dict]:
+def map_estimate(
+    model: Callable, *model_args: object, lbfgs: LBFGSSettings | None = None
+) -> tuple[dict[str, Tensor], dict]:
     """Constrained latent values at the mode of ``model``'s joint density, and solver info."""
     potential = FlatPotential.from_model(model, *model_args)
-    theta, info = minimise(potential, **lbfgs)
-    return potential.constrain(potential.unravel(theta)), info
+    theta = torch.zeros(potential.size, dtype=potential.dtype, device=potential.device)
+    theta.requires_grad_(True)
+    info = lbfgs_minimise(lambda: potential(theta), theta, lbfgs)
+    return potential.constrain(potential.unravel(theta.detach())), info
 
 
 def fit(
-    model: SphereModel, data: SphereData, members: int = 1, seed: int = 0, **lbfgs: object
+    model: SphereModel,
+    data: SphereData,
+    members: int = 1,
+    seed: int = 0,
+    lbfgs: LBFGSSettings | None = None,
 ) -> Posterior:
     """MAP of ``model`` on the training set: an ensemble of one."""
     del members, seed  # deterministic: always one member
-    latents, info = map_estimate(model, data.phi_train, data.y_train, **lbfgs)
+    latents, info = map_estimate(model, data.phi_train, data.y_train, lbfgs=lbfgs)
     w, b = weights_of(model, latents, data.dim)
     log.info(
         "MAP: %d L-BFGS iterations, |grad|_max %.2e, |w| %.3g",

@@ -53,7 +53,9 @@ class FlatPotential:
         return torch.cat([params[k].reshape(-1) for k in self.shapes])
 
     def constrain(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: self.transforms[k](v) if k in self.transforms else v for k, v in params.items()}
+        return {
+            k: self.transforms[k].inv(v) if k in self.transforms else v for k, v in params.items()
+        }
 
     def __call__(self, theta: Tensor) -> Tensor:
         return self.potential_fn(self.unravel(theta))

@@ -1,0 +1,120 @@
+"""Bootstrap ensemble (Hastie et al. 2001, sec. 8.4): MAP fits on resamples of the training set.
+
+A resample is expressed as integer weights (how often each training point was drawn), so all
+fits share the same feature matrix and are solved together by :func:`batched_lbfgs`: one
+dense matrix product evaluates every fit's objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.distributions import constraints
+from torch import Tensor
+
+from bayes_spheres.data import SphereData
+from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.inference import Posterior
+from bayes_spheres.inference.batched_lbfgs import batched_lbfgs
+from bayes_spheres.models import SphereModel, activation
+
+log = logging.getLogger(__name__)
+
+
+def resample_counts(n: int, fits: int, generator: torch.Generator) -> Tensor:
+    """How often each of ``n`` points is drawn in each of ``fits`` resamples: [fits, n]."""
+    idx = torch.randint(n, (fits, n), generator=generator)
+    ones = torch.ones(fits, n, dtype=torch.float64)
+    return torch.zeros(fits, n, dtype=torch.float64).scatter_add_(1, idx, ones)
+
+
+class BatchedObjective:
+    """Negative log joint of B independent fits, ``[B, P] -> [B]``, with weighted data.
+
+    The prior comes from the Pyro model itself (its ``prior`` conditioned on batched latents);
+    the likelihood is the logistic loss weighted by the resample counts.
+    """
+
+    def __init__(self, model: SphereModel, phi: Tensor, y: Tensor, counts: Tensor) -> None:
+        self.model, self.phi, self.y, self.counts = model, phi, y, counts.to(phi).T  # [N, B]
+        proto = poutine.trace(model.prior).get_trace(phi.shape[1], phi)
+        self.shapes = {}
+        for name, node in proto.nodes.items():
+            if node["type"] != "sample" or node["is_observed"]:
+                continue
+            support = node["fn"].support
+            while isinstance(support, constraints.independent):
+                support = support.base_constraint
+            if support is not constraints.real:
+                raise ValueError(
+                    f"bootstrap needs real-valued latents; site {name!r} has support "
+                    f"{node['fn'].support} (use a model with only real latents)"
+                )
+            self.shapes[name] = node["value"].shape
+        self.size = sum(math.prod(s) for s in self.shapes.values())
+
+    def unravel(self, theta: Tensor) -> dict[str, Tensor]:
+        out, i = {}, 0
+        for name, shape in self.shapes.items():
+            n = math.prod(shape)
+            out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
+            i += n
+        return out
+
+    def weights(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(w [B, D], b [B], log prior [B])`` at ``theta``."""
+        tr = poutine.trace(poutine.condition(self.model.prior, data=self.unravel(theta)))
+        trace = tr.get_trace(self.phi.shape[1], self.phi)
+        log_prior = sum(
+            node["fn"].log_prob(node["value"])
+            for name, node in trace.nodes.items()
+            if node["type"] == "sample" and name in self.shapes
+        )
+        w, b = trace.nodes["_RETURN"]["value"]
+        return w, b.expand(theta.shape[0]), log_prior
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        w, b, log_prior = self.weights(theta)
+        a = activation(self.phi, w, b)  # [N, B]
+        nll = (self.counts * (F.softplus(a) - self.y[:, None] * a)).sum(0)
+        return nll - log_prior
+
+
+def fit(
+    model: SphereModel,
+    data: SphereData,
+    members: int = 1000,
+    seed: int = 0,
+    max_iter: int = 1000,
+    history_size: int = 10,
+    tolerance_grad: float = 1e-8,
+) -> Posterior:
+    """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch."""
+    gen = torch.Generator().manual_seed(seed)
+    counts = resample_counts(len(data.y_train), members, gen)
+    objective = BatchedObjective(model, data.phi_train, data.y_train, counts)
+    theta0 = data.phi_train.new_zeros(members, objective.size)
+    theta, info = batched_lbfgs(
+        objective,
+        theta0,
+        max_iter=max_iter,
+        history_size=history_size,
+        tolerance_grad=tolerance_grad,
+    )
+    if info["converged"] < members:
+        log.warning(
+            "bootstrap: %d of %d fits converged (|grad| <= %g)",
+            info["converged"],
+            members,
+            tolerance_grad,
+        )
+    log.info("bootstrap: %d fits in %d batched L-BFGS iterations", members, info["iterations"])
+    with torch.no_grad():
+        w, b, _ = objective.weights(theta)
+    samples = {k: v[None] for k, v in objective.unravel(theta).items()}
+    samples.update(w=w[None], b=b[None])
+    return Posterior(Ensemble(w, b, data.features), samples, {"bootstrap": info})

@@ -1,0 +1,128 @@
+"""Config checks: every bad value is one ConfigError naming the value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bayes_spheres.config import ConfigError, validate
+from bayes_spheres.pipeline import run
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_default_quick_config_validates(compose):
+    plan = validate(compose([]))
+    assert plan.inference_name == "map" and plan.attack_name == "pgd"
+    assert plan.attack_settings["restarts_per_sphere"] == 10
+    assert "name" not in plan.fit_settings and "models" not in plan.fit_settings
+
+
+def test_quick_scale_sets_its_own_sizes(compose_raw):
+    """conf/scale/quick.yaml sets members: 100 (and data sizes); choosing scale=quick must give
+    them. The primary config lists ``_self_`` after ``scale``, so its own ``members: 1000``
+    silently wins over the scale group's value."""
+    cfg = compose_raw(["scale=quick"])
+    assert cfg.data.dim == 50 and cfg.data.n_val == 5000
+    assert cfg.attack.restarts_per_sphere == 10
+    assert cfg.members == 100
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (["data.dim=0"], ["data.dim=0", ">= 1"]),
+        (["data.n_train=-5"], ["data.n_train=-5", ">= 2"]),
+        (["data.n_val=0"], ["data.n_val=0", ">= 1"]),
+        (
+            ["data.r_inner=1.5", "data.r_outer=1.3"],
+            ["data.r_inner=1.5", "data.r_outer=1.3", "smaller"],
+        ),
+        (["data.r_inner=1.3", "data.r_outer=1.3"], ["data.r_inner=1.3", "smaller"]),
+        (["data.r_inner=-1.0"], ["data.r_inner=-1.0", "positive"]),
+        (["members=0"], ["members=0", ">= 1"]),
+        (["seed=-1"], ["seed=-1", ">= 0"]),
+        (["dtype=float16"], ["float16", "float64", "float32"]),
+        (["device=tpu"], ["tpu", "cpu", "cuda"]),
+        (
+            ["model=hier_centered", "inference=map"],
+            ["hier_centered", "map", "flat", "hier_noncentered", "shared_mean"],
+        ),
+        (
+            ["+attack.stepsize=0.1"],
+            ["attack.stepsize", "unknown", "step_size", "restarts_per_sphere"],
+        ),
+        (["+model.sgima=3"], ["model.sgima", "unknown", "sigma", "bias"]),
+        (["+inference.maxiter=3"], ["inference.maxiter", "unknown", "allowed"]),
+        (["model.sigma=-1"], ["model.sigma=-1", "positive"]),
+        (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
+        (["attack.step_size=0"], ["attack.step_size=0", "positive"]),
+        (["attack.restarts_per_sphere=0"], ["attack.restarts_per_sphere=0", ">= 1"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and "=" in v[0] else None,
+)
+def test_config_errors(compose, overrides, fragments, tmp_path):
+    cfg = compose(overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
+    # run() checks first and writes nothing
+    with pytest.raises(ConfigError):
+        run(cfg, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_setting_for_the_vertex_attack_is_an_error(compose):
+    """``vertex`` takes ``**_`` so that the pipeline may pass it seed and progress; the check
+    of unknown keys must still catch a misspelled setting under attack=vertex."""
+    with pytest.raises(ConfigError, match=r"attack\.stepsize"):
+        validate(compose(["attack=vertex", "+attack.stepsize=0.1"]))
+
+
+def test_unknown_nested_lbfgs_setting_is_an_error(compose):
+    """inference=map keeps the L-BFGS settings in a nested ``lbfgs`` dict; a misspelled key
+    there must be caught before any work, not as a TypeError deep inside the fit."""
+    cfg = compose(["+inference.lbfgs.maxiter=3"])
+    with pytest.raises(ConfigError, match="maxiter"):
+        validate(cfg)
+
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bayes_spheres.app", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_unknown_group_option_lists_the_available_ones(tmp_path):
+    res = cli("model=nope", "scale=quick", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "nope" in out
+    for option in ("flat", "hier_centered", "hier_noncentered", "shared_mean"):
+        assert option in out
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_cli_config_error_exits_2_with_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    res = cli(
+        "data.dim=0", "scale=quick", "progress=false", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "data.dim=0" in lines[0] and "config error" in lines[0]
+    assert "Traceback" not in res.stdout + res.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
+    assert not list(tmp_path.rglob("*.npz"))

@@ -1,0 +1,185 @@
+"""One run of the study through ``pipeline.run`` with a composed, shrunk config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bayes_spheres.attack import AdversarialPoints
+from bayes_spheres.config import ConfigError
+from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.pipeline import METRICS_FILE, finished_metrics, run
+
+METRIC_KEYS = {
+    "model", "inference", "attack", "seed", "dim", "n_train", "n_val", "members",
+    "avg_confidence", "validation_error", "adversarial_error", "adversarial_error_max",
+    "adversarial_error_by_sphere", "worst_case_by_sphere", "resampled_error",
+    "inference_info", "timings",
+}  # fmt: skip
+
+
+def without_timings(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "timings"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, compose_session):
+    """One default quick run (flat model, MAP, PGD), shared by the read-only tests."""
+    out = tmp_path_factory.mktemp("quick")
+    cfg = compose_session([])
+    old = torch.get_default_dtype()
+    try:
+        return cfg, out, run(cfg, out_dir=out)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_run_writes_artifacts_and_documented_metrics(quick_run):
+    cfg, out, metrics = quick_run
+    assert {p.name for p in out.iterdir()} == {
+        "ensemble.npz",
+        "adversarial_points.npz",
+        METRICS_FILE,
+    }
+    on_disk = json.loads((out / METRICS_FILE).read_text())
+    assert on_disk == metrics
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["model"] == "flat" and metrics["inference"] == "map"
+    assert metrics["attack"] == "pgd" and metrics["seed"] == 0
+    assert metrics["dim"] == cfg.data.dim == 50
+    assert metrics["n_train"] == 200 and metrics["n_val"] == 2000
+    assert metrics["members"] == 1  # MAP: an ensemble of one whatever `members` says
+    assert metrics["resampled_error"] is None
+    assert set(metrics["timings"]) >= {"data", "inference", "attack", "metrics"}
+    for key in ("avg_confidence", "validation_error", "adversarial_error", "adversarial_error_max"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["adversarial_error"] <= metrics["adversarial_error_max"]
+    assert set(metrics["adversarial_error_by_sphere"]) == {"inner", "outer"}
+    assert set(metrics["worst_case_by_sphere"]) == {"inner", "outer"}
+
+
+def test_run_artifacts_are_consistent_with_metrics(quick_run):
+    cfg, out, metrics = quick_run
+    ens = Ensemble.load(out / "ensemble.npz")
+    assert ens.size == 1 and ens.dim == 50
+    pts = AdversarialPoints.load(out / "adversarial_points.npz")
+    k = cfg.attack.restarts_per_sphere
+    assert pts.x.shape == (2 * k, 50)
+    assert pts.radius.shape == pts.label.shape == pts.wrong_prob.shape == (2 * k,)
+    torch.testing.assert_close(pts.x.norm(dim=-1), pts.radius, rtol=0, atol=1e-12)
+    # the saved scores are the saved ensemble's at the saved points, and the metrics are theirs
+    torch.testing.assert_close(
+        ens.wrong_prob(pts.x, pts.label), pts.wrong_prob, rtol=1e-12, atol=1e-15
+    )
+    assert metrics["adversarial_error"] == pytest.approx(float(pts.wrong_prob.mean()), rel=1e-12)
+    assert metrics["adversarial_error_max"] == pytest.approx(float(pts.wrong_prob.max()), rel=1e-12)
+    # one model: PGD gets to the exact worst case on each sphere (within the attack's tol)
+    for sphere in ("inner", "outer"):
+        found = metrics["adversarial_error_by_sphere"][sphere]["max"]
+        exact = metrics["worst_case_by_sphere"][sphere]
+        assert exact["best_vertex"] == exact["certified_bound"]
+        assert found <= exact["best_vertex"] + 1e-12
+        assert found == pytest.approx(exact["best_vertex"], abs=1e-3), sphere
+
+
+def test_same_seed_same_metrics_different_seed_different(compose, quick_run, tmp_path):
+    _, out, first = quick_run
+    again = run(compose([]), out_dir=tmp_path / "again")
+    assert without_timings(again) == without_timings(first)
+    with np.load(out / "ensemble.npz") as a, np.load(tmp_path / "again" / "ensemble.npz") as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+
+    other = run(compose(["seed=1"]), out_dir=tmp_path / "other")
+    assert other["seed"] == 1
+    assert other["avg_confidence"] != first["avg_confidence"]
+    assert other["adversarial_error"] != first["adversarial_error"]
+
+
+def test_finished_folder_is_left_alone_unless_forced(compose, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    sentinel = {"finished": "earlier"}
+    (out / METRICS_FILE).write_text(json.dumps(sentinel))
+    old = 1_000_000_000
+    os.utime(out / METRICS_FILE, (old, old))
+
+    assert run(compose([]), out_dir=out) == sentinel
+    assert json.loads((out / METRICS_FILE).read_text()) == sentinel
+    assert (out / METRICS_FILE).stat().st_mtime == old
+    assert {p.name for p in out.iterdir()} == {METRICS_FILE}  # nothing else was computed
+
+    forced = run(compose(["force=true"]), out_dir=out)
+    assert set(forced) == METRIC_KEYS
+    assert json.loads((out / METRICS_FILE).read_text()) == forced
+    assert (out / METRICS_FILE).stat().st_mtime > old
+    assert (out / "ensemble.npz").is_file()
+
+
+def test_half_written_metrics_do_not_count_as_finished(tmp_path):
+    (tmp_path / METRICS_FILE).write_text('{"avg_confidence": 0.9')  # truncated
+    assert finished_metrics(tmp_path) is None
+    assert finished_metrics(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("model", ["shared_mean", "hier_noncentered"])
+def test_other_models_with_map(compose, tmp_path, model):
+    metrics = run(compose([f"model={model}", "inference=map"]), out_dir=tmp_path)
+    assert metrics["model"] == model and metrics["inference"] == "map"
+    assert metrics["members"] == 1
+    assert metrics["validation_error"] == 0.0
+    assert (tmp_path / METRICS_FILE).is_file()
+
+
+def test_vertex_attack_run(compose, tmp_path):
+    metrics = run(compose(["attack=vertex"]), out_dir=tmp_path)
+    assert metrics["attack"] == "vertex"
+    pts = AdversarialPoints.load(tmp_path / "adversarial_points.npz")
+    assert pts.x.shape == (2, 50)
+    # for one model the vertex attack is the exact worst case
+    for sphere, i in (("inner", 0), ("outer", 1)):
+        assert float(pts.wrong_prob[i]) == pytest.approx(
+            metrics["worst_case_by_sphere"][sphere]["best_vertex"], rel=1e-12
+        )
+
+
+def test_float32_run(compose, tmp_path):
+    metrics = run(compose(["dtype=float32", "attack=vertex"]), out_dir=tmp_path)
+    assert metrics["validation_error"] == 0.0
+    with np.load(tmp_path / "ensemble.npz") as f:
+        assert f["w"].dtype == np.float32
+
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", group_options("attack"))
+@pytest.mark.parametrize("inference", group_options("inference"))
+@pytest.mark.parametrize("model", group_options("model"))
+def test_every_config_combination_runs_at_tiny_scale(compose, tmp_path, model, inference, attack):
+    """Every model x inference x attack in conf/ either runs end to end at a tiny scale or is
+    refused up front as an unsupported pair."""
+    tiny = ["data.dim=5", "data.n_train=40", "data.n_val=100", "members=3"]
+    if attack == "pgd":
+        tiny += ["attack.restarts_per_sphere=2", "attack.max_steps=50"]
+    cfg = compose([f"model={model}", f"inference={inference}", f"attack={attack}", *tiny])
+    supported = cfg.inference.get("models")
+    if supported is not None and model not in supported:
+        with pytest.raises(ConfigError, match="not supported"):
+            run(cfg, out_dir=tmp_path)
+        return
+    metrics = run(cfg, out_dir=tmp_path)
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["model"] == model and metrics["attack"] == attack
+    for key in ("ensemble.npz", "adversarial_points.npz", METRICS_FILE):
+        assert (tmp_path / key).is_file()
