@@ -6,6 +6,7 @@ Every error is one line that names the bad value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import math
 import typing
@@ -22,7 +23,7 @@ from bayes_spheres.models import ModelName, SphereModel
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
 # Keys of a group's config that describe the entry rather than being passed to its function.
-META_KEYS = frozenset({"_target_", "name", "models", "resample"})
+META_KEYS = frozenset({"_target_", "name", "models", "resample", "attack_step_size"})
 
 
 class ConfigError(ValueError):
@@ -84,7 +85,11 @@ def _settings(
     for key, value in settings.items():
         if key not in allowed:
             raise ConfigError(f"{group}.{key}: unknown setting; allowed: {', '.join(allowed)}")
-        nested = _dataclass_in(hints.get(key))
+        choices = _type_in(hints.get(key), lambda t: issubclass(t, enum.Enum))
+        if choices is not None and value not in [c.value for c in choices]:
+            allowed_values = ", ".join(str(c.value) for c in choices)
+            raise ConfigError(f"{group}.{key}={value!r}: allowed: {allowed_values}")
+        nested = _type_in(hints.get(key), dataclasses.is_dataclass)
         if nested is not None and isinstance(value, dict):
             names = [f.name for f in dataclasses.fields(nested)]
             for sub in value:
@@ -96,10 +101,10 @@ def _settings(
     return settings
 
 
-def _dataclass_in(hint: Any) -> type | None:
-    """The dataclass named by a type hint such as ``Settings | None``, if any."""
+def _type_in(hint: Any, wanted: Callable[[type], bool]) -> type | None:
+    """The class in a type hint such as ``Settings | None`` for which ``wanted`` holds."""
     for candidate in (hint, *typing.get_args(hint)):
-        if dataclasses.is_dataclass(candidate) and isinstance(candidate, type):
+        if isinstance(candidate, type) and wanted(candidate):
             return candidate
     return None
 
@@ -139,7 +144,7 @@ def validate(cfg: DictConfig) -> Plan:
 
     fit = _target("inference", cfg.inference)
     fit_settings = _settings(
-        "inference", cfg.inference, fit, reserved=("model", "data", "members", "seed")
+        "inference", cfg.inference, fit, reserved=("model", "data", "members", "seed", "progress")
     )
     inference_name = cfg.inference.get("name") or fit.__module__.rsplit(".", 1)[-1]
     supported = list(cfg.inference.get("models") or [m.value for m in ModelName])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
 from bayes_spheres.ensemble import Ensemble
@@ -16,9 +17,11 @@ class Posterior:
     """An ensemble plus what produced it.
 
     ``samples`` maps latent and derived site names to draws shaped [chain, draw, ...];
-    ``info`` holds scalars worth keeping in ``metrics.json`` (iterations, jitter, ...).
+    ``info`` holds scalars worth keeping in ``metrics.json`` (iterations, jitter, ...);
+    ``elbo`` the ELBO per step for variational methods.
     """
 
     ensemble: Ensemble
     samples: dict[str, Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    elbo: np.ndarray | None = None

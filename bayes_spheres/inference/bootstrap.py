@@ -77,10 +77,11 @@ class BatchedObjective:
         w, b = trace.nodes["_RETURN"]["value"]
         return w, b.expand(theta.shape[0]), log_prior
 
-    def __call__(self, theta: Tensor) -> Tensor:
+    def __call__(self, theta: Tensor, rows: Tensor) -> Tensor:
+        """Negative log joint of fits ``rows`` at ``theta`` [k, P]: [k]."""
         w, b, log_prior = self.weights(theta)
-        a = activation(self.phi, w, b)  # [N, B]
-        nll = (self.counts * (F.softplus(a) - self.y[:, None] * a)).sum(0)
+        a = activation(self.phi, w, b)  # [N, k]
+        nll = (self.counts[:, rows] * (F.softplus(a) - self.y[:, None] * a)).sum(0)
         return nll - log_prior
 
 
@@ -95,16 +96,14 @@ def fit(
 ) -> Posterior:
     """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch."""
     gen = torch.Generator().manual_seed(seed)
-    counts = resample_counts(len(data.y_train), members, gen)
+    n = len(data.y_train)
+    settings = dict(max_iter=max_iter, history_size=history_size, tolerance_grad=tolerance_grad)
+    # Warm start: every resample's MAP lies near the full data's MAP, which is fitted first.
+    full = BatchedObjective(model, data.phi_train, data.y_train, torch.ones(1, n))
+    theta_map, _ = batched_lbfgs(full, data.phi_train.new_zeros(1, full.size), **settings)
+    counts = resample_counts(n, members, gen)
     objective = BatchedObjective(model, data.phi_train, data.y_train, counts)
-    theta0 = data.phi_train.new_zeros(members, objective.size)
-    theta, info = batched_lbfgs(
-        objective,
-        theta0,
-        max_iter=max_iter,
-        history_size=history_size,
-        tolerance_grad=tolerance_grad,
-    )
+    theta, info = batched_lbfgs(objective, theta_map.expand(members, -1), **settings)
     if info["converged"] < members:
         log.warning(
             "bootstrap: %d of %d fits converged (|grad| <= %g)",

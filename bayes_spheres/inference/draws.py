@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_spheres.data import SphereData
@@ -30,7 +31,7 @@ def guide_ensemble(
             guide_trace = poutine.trace(guide).get_trace(phi)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(phi)
             for name, node in model_trace.nodes.items():
-                if node["type"] == "sample" and name != "y":
+                if node["type"] == "sample" and name != "y" and not site_is_subsample(node):
                     draws[name].append(node["value"])
     samples = {k: torch.stack(v)[None] for k, v in draws.items()}
     ensemble = Ensemble(samples["w"][0], samples["b"][0], data.features)
