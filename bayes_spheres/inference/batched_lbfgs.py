@@ -60,7 +60,8 @@ def backtracking(
     for _ in range(max_halvings):
         xt = x[todo] + t[todo, None] * d[todo]
         ft, gt = value_and_grad(objective, xt, rows[todo])
-        good = torch.isfinite(ft) & (ft <= f[todo] + c1 * t[todo] * gd[todo])
+        moved = (xt != x[todo]).any(-1)  # a step lost to rounding is no decrease
+        good = torch.isfinite(ft) & (ft <= f[todo] + c1 * t[todo] * gd[todo]) & moved
         done = todo[good]
         x_new[done], f_new[done], g_new[done], ok[done] = xt[good], ft[good], gt[good], True
         todo = todo[~good]

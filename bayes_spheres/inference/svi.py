@@ -87,10 +87,10 @@ def fit(
         else:
             cause = None
         if not math.isfinite(loss):
+            last = f" (previous step {losses[step - 1]:.4g})" if step else ""
             raise DivergedError(
-                f"SVI diverged at step {step}: loss {loss} (last "
-                f"{losses[max(step - 1, 0)]:.4g}); try a smaller inference.optim.lr "
-                f"(now {optim.lr}) or momentum (now {optim.momentum})"
+                f"SVI diverged at step {step}: loss {loss}{last}; try a smaller "
+                f"inference.optim.lr (now {optim.lr}) or momentum (now {optim.momentum})"
             ) from cause
         losses[step] = loss
         if step % 1000 == 999:

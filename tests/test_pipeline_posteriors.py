@@ -1,0 +1,232 @@
+"""Approximate posteriors through ``pipeline.run``: posterior.nc, the ELBO trace, the
+resampled error (paper, Table 1), and the configs that pair a model with an inference."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+import torch
+
+from bayes_spheres import pipeline
+from bayes_spheres.attack import AdversarialPoints
+from bayes_spheres.config import ConfigError, validate
+from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.inference.svi import SGDSettings
+from bayes_spheres.pipeline import METRICS_FILE, RESAMPLE_SEED_OFFSET, run
+
+SMALL = [
+    "members=20",
+    "data.dim=5",
+    "data.n_train=60",
+    "data.n_val=200",
+    "restarts=2",
+    "attack.max_steps=300",
+]
+SVI_SMALL = ["inference=svi", "inference.num_steps=200", *SMALL]
+
+
+def run_recording_fits(cfg, out) -> tuple[dict, list]:
+    """``run(cfg)``, recording every ``(seed, posterior)`` that ``pipeline._fit`` returns."""
+    fits = []
+    fit = pipeline._fit
+
+    def recording(plan, data, members, seed, progress):
+        posterior = fit(plan, data, members, seed, progress)
+        fits.append((seed, posterior))
+        return posterior
+
+    old = torch.get_default_dtype()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "_fit", recording)
+        try:
+            metrics = run(cfg, out_dir=out)
+        finally:
+            torch.set_default_dtype(old)
+    return metrics, fits
+
+
+@pytest.fixture(scope="module")
+def svi_run(tmp_path_factory, compose_session):
+    """One small SVI run (flat model, full-covariance guide), shared by read-only tests."""
+    out = tmp_path_factory.mktemp("svi")
+    cfg = compose_session(SVI_SMALL)
+    metrics, fits = run_recording_fits(cfg, out)
+    return cfg, out, metrics, fits
+
+
+def test_svi_run_writes_posterior_and_elbo(svi_run):
+    _, out, metrics, _ = svi_run
+    assert {p.name for p in out.iterdir()} == {
+        "ensemble.npz",
+        "adversarial_points.npz",
+        "posterior.nc",
+        "elbo.csv",
+        "elbo.png",
+        METRICS_FILE,
+    }
+    assert metrics["inference"] == "svi" and metrics["members"] == 20
+    assert metrics["inference_info"]["svi"]["steps"] == 200
+    assert metrics["inference_info"]["svi"]["guide"] == "full_covariance"
+    assert (out / "elbo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_posterior_nc_is_arviz_inference_data(svi_run):
+    _, out, _, fits = svi_run
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert "posterior" in idata.groups()
+    post = idata.posterior
+    assert set(post.data_vars) == {"w", "b"}
+    assert post["w"].dims[:2] == ("chain", "draw") and len(post["w"].dims) == 3
+    assert post["w"].shape == (1, 20, 5)
+    assert post["b"].dims == ("chain", "draw") and post["b"].shape == (1, 20)
+    # the draws are the first fit's ensemble
+    _, first = fits[0]
+    np.testing.assert_array_equal(post["w"].values[0], first.ensemble.w.numpy())
+    np.testing.assert_array_equal(post["b"].values[0], first.ensemble.b.numpy())
+    summary = az.summary(idata, kind="stats", round_to="none")
+    assert len(summary) == 5 + 1
+    np.testing.assert_allclose(
+        summary["mean"].to_numpy()[:5], first.ensemble.w.mean(0).numpy(), rtol=1e-12
+    )
+
+
+def test_elbo_csv_is_the_trace(svi_run):
+    _, out, _, fits = svi_run
+    lines = (out / "elbo.csv").read_text().splitlines()
+    assert lines[0] == "step,elbo"
+    assert len(lines) == 1 + 200
+    table = np.loadtxt(out / "elbo.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(table[:, 0], np.arange(1, 201))
+    np.testing.assert_allclose(table[:, 1], fits[0][1].elbo, rtol=1e-7, atol=0)  # %.8g
+
+
+def test_resampled_error_rescores_the_first_points_with_a_second_seed(svi_run):
+    cfg, out, metrics, fits = svi_run
+    assert [seed for seed, _ in fits] == [cfg.seed, cfg.seed + RESAMPLE_SEED_OFFSET]
+    (_, first), (_, second) = fits
+    assert not torch.equal(first.ensemble.w, second.ensemble.w)
+    saved = Ensemble.load(out / "ensemble.npz")
+    assert torch.equal(saved.w, first.ensemble.w)  # the first ensemble is the one saved
+    points = AdversarialPoints.load(out / "adversarial_points.npz")
+    # the saved points are the first ensemble's attack...
+    torch.testing.assert_close(
+        points.wrong_prob, first.ensemble.wrong_prob(points.x, points.label), rtol=1e-12, atol=0
+    )
+    # ...and the resampled error is the second ensemble's wrong-class probability there
+    expected = float(second.ensemble.wrong_prob(points.x, points.label).mean())
+    assert isinstance(metrics["resampled_error"], float)
+    assert metrics["resampled_error"] == pytest.approx(expected, rel=1e-12)
+    assert metrics["resampled_error"] != pytest.approx(metrics["adversarial_error"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("inference", "resampled", "draws"),
+    [("map", False, 1), ("laplace", False, 20), ("bootstrap", True, 20)],
+)
+def test_resampled_error_only_for_resampling_methods(
+    compose, tmp_path, inference, resampled, draws
+):
+    metrics, fits = run_recording_fits(compose([f"inference={inference}", *SMALL]), tmp_path)
+    assert metrics["inference"] == inference
+    assert len(fits) == (2 if resampled else 1)
+    if resampled:
+        assert isinstance(metrics["resampled_error"], float)
+        assert 0.0 <= metrics["resampled_error"] <= 1.0
+        assert fits[1][0] == RESAMPLE_SEED_OFFSET
+    else:
+        assert metrics["resampled_error"] is None
+    assert not (tmp_path / "elbo.csv").exists() and not (tmp_path / "elbo.png").exists()
+    idata = az.from_netcdf(tmp_path / "posterior.nc")
+    assert idata.posterior["w"].shape == (1, draws, 5)
+    assert idata.posterior["b"].shape == (1, draws)
+
+
+def test_hierarchical_svi_run_keeps_scale_and_direction(compose, tmp_path):
+    metrics, _ = run_recording_fits(compose(["model=hier_noncentered", *SVI_SMALL]), tmp_path)
+    assert metrics["model"] == "hier_noncentered"
+    assert metrics["inference_info"]["svi"]["guide"] == "direction_scale"
+    post = az.from_netcdf(tmp_path / "posterior.nc").posterior
+    assert set(post.data_vars) == {"s", "w_decentered", "w", "b"}
+    s, v, w = post["s"].values, post["w_decentered"].values, post["w"].values
+    assert s.shape == (1, 20) and (s > 0).all()
+    np.testing.assert_allclose(w, s[..., None] * v, rtol=1e-14, atol=0)
+
+
+# --- configs -----------------------------------------------------------------------------
+
+
+def test_hier_noncentered_svi_gets_its_specialisation(compose):
+    cfg = compose(["model=hier_noncentered", "inference=svi"])
+    assert cfg.inference.guide == "direction_scale"
+    assert cfg.model.learn_prior is True
+    assert cfg.inference.jit is False
+    plan = validate(cfg)
+    assert plan.fit_settings["guide"] == "direction_scale" and plan.fit_settings["jit"] is False
+    assert plan.model.learn_prior is True and plan.model.centered is False
+
+
+@pytest.mark.parametrize(
+    ("model", "inference"),
+    [("flat", "svi"), ("shared_mean", "svi"), ("hier_noncentered", "laplace")],
+)
+def test_other_pairs_keep_the_defaults(compose, model, inference):
+    cfg = compose([f"model={model}", f"inference={inference}"])
+    plan = validate(cfg)
+    if inference == "svi":
+        assert plan.fit_settings["guide"] == "full_covariance"
+        assert plan.fit_settings["jit"] is True
+        assert plan.fit_settings["optim"] == SGDSettings(lr=0.01, momentum=0.98)
+    else:
+        assert plan.model.learn_prior is False
+
+
+@pytest.mark.parametrize(
+    ("inference", "step_size"),
+    [("svi", 1e-4), ("map", 0.01), ("laplace", 0.01), ("bootstrap", 0.01)],
+)
+def test_attack_step_size_follows_the_inference(compose, inference, step_size):
+    plan = validate(compose([f"inference={inference}"]))
+    assert plan.attack_settings["step_size"] == step_size
+    assert "attack_step_size" not in plan.fit_settings
+    override = validate(compose([f"inference={inference}", "attack.step_size=0.003"]))
+    assert override.attack_settings["step_size"] == 0.003
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        (
+            ["inference=svi", "inference.guide=nope"],
+            ["inference.guide='nope'", "full_covariance", "direction_scale"],
+        ),
+        (
+            ["inference=svi", "inference.loss_scale=mean"],
+            ["inference.loss_scale='mean'", "per_datum", "sum"],
+        ),
+        (
+            ["inference=svi", "+inference.optim.lrr=0.1"],
+            ["inference.optim.lrr", "unknown", "lr", "momentum"],
+        ),
+        (
+            ["model=hier_centered", "inference=bootstrap"],
+            ["hier_centered", "bootstrap", "not supported", "flat", "shared_mean"],
+        ),
+        (
+            ["model=hier_centered", "inference=svi"],
+            ["hier_centered", "svi", "not supported", "hier_noncentered"],
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and "=" in v[0] else None,
+)
+def test_inference_config_errors(compose, overrides, fragments, tmp_path):
+    cfg = compose(overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
+    with pytest.raises(ConfigError):
+        run(cfg, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
