@@ -40,9 +40,18 @@ def main() -> None:
     data = OmegaConf.load(cfg_file).data if cfg_file.is_file() else None
     radii = (data.r_inner, data.r_outer) if data is not None else (1.0, 1.3)
     start = time.perf_counter()
-    points = pgd(ensemble, radii, restarts_per_sphere=args.restarts, step_size=args.step_size,
-                 warmup_steps=args.warmup, max_steps=args.max_steps, tol=args.tol,
-                 backtrack=not args.no_backtrack, seed=args.seed, progress=False)
+    points = pgd(
+        ensemble,
+        radii,
+        restarts_per_sphere=args.restarts,
+        step_size=args.step_size,
+        warmup_steps=args.warmup,
+        max_steps=args.max_steps,
+        tol=args.tol,
+        backtrack=not args.no_backtrack,
+        seed=args.seed,
+        progress=False,
+    )
     result = {
         "run": str(args.run_dir),
         "step_size": args.step_size,

@@ -62,6 +62,27 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
         (["attack.step_size=0"], ["attack.step_size=0", "positive"]),
         (["attack.restarts_per_sphere=0"], ["attack.restarts_per_sphere=0", ">= 1"]),
+        # inference settings (approximate posteriors)
+        (
+            ["inference=svi", "inference.guide=nope"],
+            ["inference.guide='nope'", "full_covariance", "direction_scale"],
+        ),
+        (
+            ["inference=svi", "inference.loss_scale=mean"],
+            ["inference.loss_scale='mean'", "per_datum", "sum"],
+        ),
+        (
+            ["inference=svi", "+inference.optim.lrr=0.1"],
+            ["inference.optim.lrr", "unknown", "lr", "momentum"],
+        ),
+        (
+            ["model=hier_centered", "inference=bootstrap"],
+            ["hier_centered", "bootstrap", "not supported", "flat", "shared_mean"],
+        ),
+        (
+            ["model=hier_centered", "inference=svi"],
+            ["hier_centered", "svi", "not supported", "hier_noncentered"],
+        ),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) and "=" in v[0] else None,
 )

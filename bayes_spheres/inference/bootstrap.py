@@ -20,6 +20,7 @@ from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
 from bayes_spheres.inference.batched_lbfgs import batched_lbfgs
+from bayes_spheres.inference.potential import unravel
 from bayes_spheres.models import SphereModel, activation
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,7 @@ class BatchedObjective:
         self.size = sum(math.prod(s) for s in self.shapes.values())
 
     def unravel(self, theta: Tensor) -> dict[str, Tensor]:
-        out, i = {}, 0
-        for name, shape in self.shapes.items():
-            n = math.prod(shape)
-            out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
-            i += n
-        return out
+        return unravel(theta, self.shapes)
 
     def weights(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(w [B, D], b [B], log prior [B])`` at ``theta``."""

@@ -15,6 +15,16 @@ from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 
 
+def unravel(theta: Tensor, shapes: dict[str, torch.Size]) -> dict[str, Tensor]:
+    """Vector(s) [..., sum of sizes] -> site values [..., *shape], in ``shapes``' order."""
+    out, i = {}, 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
+        i += n
+    return out
+
+
 @dataclass
 class FlatPotential:
     """``U(theta) = -log p(theta, data)`` over unconstrained latents packed into one vector."""
@@ -41,13 +51,7 @@ class FlatPotential:
         return sum(math.prod(s) for s in self.shapes.values())
 
     def unravel(self, theta: Tensor) -> dict[str, Tensor]:
-        """Vector(s) [..., size] -> unconstrained site values [..., *shape]."""
-        out, i = {}, 0
-        for name, shape in self.shapes.items():
-            n = math.prod(shape)
-            out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
-            i += n
-        return out
+        return unravel(theta, self.shapes)
 
     def ravel(self, params: dict[str, Tensor]) -> Tensor:
         return torch.cat([params[k].reshape(-1) for k in self.shapes])
