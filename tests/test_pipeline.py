@@ -43,6 +43,7 @@ def test_run_writes_artifacts_and_documented_metrics(quick_run):
     cfg, out, metrics = quick_run
     assert {p.name for p in out.iterdir()} == {
         "ensemble.npz",
+        "posterior.nc",
         "adversarial_points.npz",
         METRICS_FILE,
     }
@@ -172,6 +173,8 @@ def test_every_config_combination_runs_at_tiny_scale(compose, tmp_path, model, i
     tiny = ["data.dim=5", "data.n_train=40", "data.n_val=100", "members=3"]
     if attack == "pgd":
         tiny += ["attack.restarts_per_sphere=2", "attack.max_steps=50"]
+    if inference == "svi":
+        tiny += ["inference.num_steps=50"]
     cfg = compose([f"model={model}", f"inference={inference}", f"attack={attack}", *tiny])
     supported = cfg.inference.get("models")
     if supported is not None and model not in supported:

@@ -20,7 +20,7 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from tqdm.auto import tqdm
 
 from bayes_spheres.data import SphereData
-from bayes_spheres.guides import GUIDES, GuideName
+from bayes_spheres.guides import GUIDES, GuideName, InitLoc
 from bayes_spheres.inference import Posterior
 from bayes_spheres.inference.draws import guide_ensemble
 from bayes_spheres.models import SphereModel
@@ -52,6 +52,7 @@ def fit(
     seed: int = 0,
     guide: GuideName = GuideName.FULL_COVARIANCE,
     init_scale: float = 0.1,
+    init_loc: InitLoc = InitLoc.MEAN,
     optim: SGDSettings | None = None,
     num_steps: int = 50_000,
     batch_size: int = 100,
@@ -71,7 +72,7 @@ def fit(
     optim = optim or SGDSettings()
     n = len(data.y_train)
     batch = min(batch_size, n)
-    q = GUIDES[GuideName(guide)](model, init_scale=init_scale)
+    q = GUIDES[GuideName(guide)](model, init_scale=init_scale, init_loc=init_loc)
     factor = 1.0 / n if LossScale(loss_scale) is LossScale.PER_DATUM else 1.0
     sgd = pyro.optim.SGD({"lr": optim.lr, "momentum": optim.momentum})
     elbo = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
