@@ -179,31 +179,21 @@ def pgd(
     common = dict(
         radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
     )
+    # (objective, steps, patience): one model ascends its logit; an ensemble warms up on the
+    # Jensen bound for a fixed number of steps, then ascends log mean sigmoid.
     if ensemble.size == 1:
-        x, _ = projected_gradient_ascent(
-            ensemble_score(ensemble, label, Objective.LOGIT),
-            x0,
-            max_steps=max_steps,
-            patience=patience,
-            desc="attack (logit)",
-            **common,
-        )
+        stages = [(Objective.LOGIT, max_steps, patience)]
     else:
-        if warmup_steps > 0:
-            x0, _ = projected_gradient_ascent(
-                ensemble_score(ensemble, label, Objective.JENSEN),
-                x0,
-                max_steps=warmup_steps,
-                patience=None,
-                desc="attack (Jensen warm-up)",
-                **common,
-            )
+        stages = [(Objective.JENSEN, warmup_steps, None)] if warmup_steps > 0 else []
+        stages.append((Objective.LOG_MEAN_SIGMOID, max_steps, patience))
+    x = x0
+    for objective, steps, stop_after in stages:
         x, _ = projected_gradient_ascent(
-            ensemble_score(ensemble, label, Objective.LOG_MEAN_SIGMOID),
-            x0,
-            max_steps=max_steps,
-            patience=patience,
-            desc="attack (log mean sigmoid)",
+            ensemble_score(ensemble, label, objective),
+            x,
+            max_steps=steps,
+            patience=stop_after,
+            desc=f"attack ({objective.value})",
             **common,
         )
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
