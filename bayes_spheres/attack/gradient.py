@@ -1,4 +1,4 @@
-"""Adversarial points on the spheres (paper, Appendix B) and the exact single-model optimum.
+"""The paper's attack (Appendix B): projected gradient ascent on each sphere.
 
 The attack is projected gradient ascent over a score function (cleverhans' shape): take a
 plain gradient step on ``x``, then project back onto the sphere, ``x <- r x / |x|``.
@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bayes_spheres.data import INNER, OUTER, sample_sphere
+from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
 from bayes_spheres.ensemble import Ensemble, log_mean_sigmoid, wrong_class_sign
-from bayes_spheres.io import atomic_save_npz
 
 log = logging.getLogger(__name__)
 
@@ -30,45 +26,10 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 """``score(x [k, D], rows [k]) -> [k]``: what the attacker maximises at restarts ``rows``."""
 
 
-class AttackName(StrEnum):
-    PGD = "pgd"
-    VERTEX = "vertex"
-
-
 class Objective(StrEnum):
     LOGIT = "logit"  # one model: the wrong-class logit (the sigmoid saturates)
     JENSEN = "jensen"  # ensembles, warm-up: mean_s log sigmoid(+-a_s), a lower bound
     LOG_MEAN_SIGMOID = "log_mean_sigmoid"  # ensembles: log mean_s sigmoid(+-a_s)
-
-
-@dataclass(frozen=True)
-class AdversarialPoints:
-    """Points found by an attack: ``x`` [K, D] on spheres ``radius`` [K], true ``label`` [K],
-    and the ensemble's probability of the wrong class there, ``wrong_prob`` [K]."""
-
-    x: Tensor
-    radius: Tensor
-    label: Tensor
-    wrong_prob: Tensor
-
-    def save(self, path: str | Path) -> None:
-        atomic_save_npz(path, **{k: v.detach().cpu().numpy() for k, v in vars(self).items()})
-
-    @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float64) -> AdversarialPoints:
-        with np.load(path) as f:
-            return cls(**{k: torch.as_tensor(f[k], dtype=dtype) for k in f.files})
-
-    def rescore(self, ensemble: Ensemble) -> AdversarialPoints:
-        """The same points scored by another ensemble (resampled error)."""
-        return AdversarialPoints(
-            self.x, self.radius, self.label, ensemble.wrong_prob(self.x, self.label)
-        )
-
-
-def project(x: Tensor, radius: Tensor) -> Tensor:
-    """Nearest point on the sphere of ``radius`` [K]: ``r x / |x|`` row by row."""
-    return radius.unsqueeze(-1) * x / x.norm(dim=-1, keepdim=True)
 
 
 def projected_gradient_ascent(
@@ -139,20 +100,6 @@ def ensemble_score(ensemble: Ensemble, label: Tensor, objective: Objective) -> S
     return score
 
 
-def random_starts(
-    restarts_per_sphere: int,
-    dim: int,
-    radii: tuple[float, float],
-    generator: torch.Generator,
-    dtype: torch.dtype = torch.float64,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Uniform starting points on each sphere: ``x0`` [K, D], ``radius`` [K], ``label`` [K]."""
-    x0 = torch.cat([sample_sphere(restarts_per_sphere, dim, r, generator, dtype) for r in radii])
-    radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
-    label = torch.tensor([INNER, OUTER], dtype=dtype).repeat_interleave(restarts_per_sphere)
-    return x0, radius, label
-
-
 def pgd(
     ensemble: Ensemble,
     radii: tuple[float, float],
@@ -197,48 +144,3 @@ def pgd(
             **common,
         )
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
-
-
-def vertex_logits(ensemble: Ensemble, radius: float, label: int) -> Tensor:
-    """Wrong-class activation of every member at every vertex ``r e_j`` of the sphere: [S, D].
-
-    On a sphere ``u = x^2`` ranges over the simplex ``sum u = r^2`` and the activation is linear
-    in ``u``, so one model's worst point is the best of these D vertices (NOTES, Attack).
-    """
-    f = ensemble.features
-    a = (
-        radius**2 * ensemble.w / f.std
-        - (ensemble.w @ (f.mean / f.std))[:, None]
-        + ensemble.b[:, None]
-    )
-    return (1.0 - 2.0 * label) * a
-
-
-def vertex(
-    ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = False
-) -> AdversarialPoints:
-    """The best vertex of each sphere for the ensemble: exact for one model, a bound otherwise.
-
-    Returns one point per sphere (inner first). For S > 1 members the ensemble's probability
-    is evaluated at all D vertices and the best is kept; the true ensemble optimum may lie
-    off the vertices, so this is then a lower bound on the worst case.
-    """
-    del seed, progress  # deterministic and instant
-    dtype, device = ensemble.w.dtype, ensemble.w.device
-    xs, labels = [], []
-    for label, r in zip((INNER, OUTER), radii, strict=True):
-        wrong = torch.sigmoid(vertex_logits(ensemble, r, label)).mean(0)  # [D]
-        x = torch.zeros(ensemble.dim, dtype=dtype, device=device)
-        x[int(wrong.argmax())] = r
-        xs.append(x)
-        labels.append(label)
-    x = torch.stack(xs)
-    radius = torch.tensor(radii, dtype=dtype, device=device)
-    label = torch.tensor(labels, dtype=dtype, device=device)
-    return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
-
-
-ATTACKS: dict[AttackName, Callable[..., AdversarialPoints]] = {
-    AttackName.PGD: pgd,
-    AttackName.VERTEX: vertex,
-}

@@ -1,0 +1,47 @@
+"""Attacks on the spheres: each takes an ensemble and the radii, returns AdversarialPoints.
+
+- :mod:`.gradient`: the paper's projected gradient ascent in ``x`` (Appendix B), ``pgd``.
+- :mod:`.vertices`: the best vertex ``r e_j``, exact for one model, ``vertex``.
+- :mod:`.points`: the result type and the random starts every attack shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+from bayes_spheres.attack.gradient import (
+    Objective,
+    ScoreFn,
+    ensemble_score,
+    pgd,
+    projected_gradient_ascent,
+)
+from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
+from bayes_spheres.attack.vertices import vertex, vertex_logits
+
+
+class AttackName(StrEnum):
+    PGD = "pgd"
+    VERTEX = "vertex"
+
+
+ATTACKS: dict[AttackName, Callable[..., AdversarialPoints]] = {
+    AttackName.PGD: pgd,
+    AttackName.VERTEX: vertex,
+}
+
+__all__ = [
+    "ATTACKS",
+    "AdversarialPoints",
+    "AttackName",
+    "Objective",
+    "ScoreFn",
+    "ensemble_score",
+    "pgd",
+    "project",
+    "projected_gradient_ascent",
+    "random_starts",
+    "vertex",
+    "vertex_logits",
+]

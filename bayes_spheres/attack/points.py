@@ -1,0 +1,58 @@
+"""What every attack returns, and where every attack starts: random points on the spheres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bayes_spheres.data import INNER, OUTER, sample_sphere
+from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.io import atomic_save_npz
+
+
+@dataclass(frozen=True)
+class AdversarialPoints:
+    """Points found by an attack: ``x`` [K, D] on spheres ``radius`` [K], true ``label`` [K],
+    and the ensemble's probability of the wrong class there, ``wrong_prob`` [K]."""
+
+    x: Tensor
+    radius: Tensor
+    label: Tensor
+    wrong_prob: Tensor
+
+    def save(self, path: str | Path) -> None:
+        atomic_save_npz(path, **{k: v.detach().cpu().numpy() for k, v in vars(self).items()})
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float64) -> AdversarialPoints:
+        with np.load(path) as f:
+            return cls(**{k: torch.as_tensor(f[k], dtype=dtype) for k in f.files})
+
+    def rescore(self, ensemble: Ensemble) -> AdversarialPoints:
+        """The same points scored by another ensemble (resampled error)."""
+        return AdversarialPoints(
+            self.x, self.radius, self.label, ensemble.wrong_prob(self.x, self.label)
+        )
+
+
+def project(x: Tensor, radius: Tensor) -> Tensor:
+    """Nearest point on the sphere of ``radius`` [K]: ``r x / |x|`` row by row."""
+    return radius.unsqueeze(-1) * x / x.norm(dim=-1, keepdim=True)
+
+
+def random_starts(
+    restarts_per_sphere: int,
+    dim: int,
+    radii: tuple[float, float],
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Uniform starting points on each sphere: ``x0`` [K, D], ``radius`` [K], ``label`` [K]."""
+    x0 = torch.cat([sample_sphere(restarts_per_sphere, dim, r, generator, dtype) for r in radii])
+    radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
+    label = torch.tensor([INNER, OUTER], dtype=dtype).repeat_interleave(restarts_per_sphere)
+    return x0, radius, label
