@@ -126,6 +126,8 @@ def validate(cfg: DictConfig) -> Plan:
         )
     _positive_int("members", cfg.members)
     _positive_int("seed", cfg.seed, minimum=0)
+    if cfg.get("threads") is not None:
+        _positive_int("threads", cfg.threads)
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype={cfg.dtype!r}: allowed: {', '.join(DTYPES)}")
     if cfg.device not in DEVICES:

@@ -6,6 +6,7 @@ is only the Hydra entry point around it.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -17,11 +18,11 @@ from typing import Any
 
 import pyro
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
 from bayes_spheres.artifacts import save_elbo, save_posterior
-from bayes_spheres.config import Plan, validate
+from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
@@ -32,6 +33,8 @@ METRICS_FILE = "metrics.json"
 # The resampled ensemble (paper, Table 1) is a second fit by the same method with this seed
 # offset; the first ensemble's adversarial points are scored by it.
 RESAMPLE_SEED_OFFSET = 1_000_003
+# Settings that do not change a run's numbers: left out of its config digest.
+NOT_IN_DIGEST = frozenset({"force", "progress", "threads", "hydra"})
 
 
 class Timings(dict):
@@ -57,33 +60,53 @@ def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def config_digest(cfg: DictConfig) -> str:
+    """A fingerprint of everything in ``cfg`` that can change a run's numbers."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree = {k: v for k, v in tree.items() if k not in NOT_IN_DIGEST}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Run one cell of the study and write its artifacts to ``out_dir``; return the metrics.
 
     Writes ``ensemble.npz``, ``adversarial_points.npz`` and, last, ``metrics.json``, each
-    atomically. A folder that already holds a finished ``metrics.json`` is left alone unless
-    ``cfg.force`` is true.
+    atomically. A folder that already holds a finished ``metrics.json`` made with the same
+    config is left alone (a resumed sweep skips it) unless ``cfg.force`` is true; one made
+    with another config is an error, so a stale result is never passed off as this run's.
     """
     plan = validate(cfg)
+    digest = config_digest(cfg)
     out = Path(out_dir) if out_dir is not None else _hydra_output_dir()
     done = finished_metrics(out)
     if done is not None and not cfg.get("force", False):
+        if done.get("config_digest", digest) != digest:
+            raise ConfigError(
+                f"{out} holds a finished run made with another config (digest "
+                f"{done['config_digest']}, this config {digest}); choose another folder, or "
+                "force=true to replace it"
+            )
         log.info("%s already holds a finished run; skipping (force=true reruns it)", out)
         print(json.dumps(done, sort_keys=True), flush=True)
         return done
     out.mkdir(parents=True, exist_ok=True)
     previous_dtype = torch.get_default_dtype()
+    previous_threads = torch.get_num_threads()
     torch.set_default_dtype(plan.dtype)  # for tensors Pyro creates without a template
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     try:
-        result = _run(cfg, plan, out)
+        result = _run(cfg, plan, out, digest)
     finally:
         torch.set_default_dtype(previous_dtype)
+        torch.set_num_threads(previous_threads)
     print(json.dumps(result, sort_keys=True), flush=True)
     return result
 
 
-def _run(cfg: DictConfig, plan: Plan, out: Path) -> dict[str, Any]:
+def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     timings = Timings()
+    start = time.perf_counter()
 
     with timings("data"):
         d = cfg.data
@@ -133,8 +156,10 @@ def _run(cfg: DictConfig, plan: Plan, out: Path) -> dict[str, Any]:
             "worst_case_by_sphere": M.worst_case_by_sphere(ensemble, data.radii),
             "resampled_error": resampled,
             "inference_info": posterior.info,
+            "row": OmegaConf.to_container(cfg.row) if cfg.get("row") else None,
+            "config_digest": digest,
         }
-    result["timings"] = dict(timings)
+    result["timings"] = {**timings, "total": round(time.perf_counter() - start, 3)}
     atomic_write_json(out / METRICS_FILE, result)
     log.info("wrote %s", out / METRICS_FILE)
     return result

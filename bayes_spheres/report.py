@@ -1,9 +1,16 @@
-"""Tables from run folders: collect ``metrics.json`` files and summarise them over seeds."""
+"""Tables from run folders: collect ``metrics.json`` files and summarise them over seeds.
+
+``bayes-spheres-report SWEEP_DIR`` (or the Hydra callback :class:`Table1Callback` at the end
+of ``experiment=table1``) writes ``table1.md`` and ``table1.csv`` into the sweep folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import logging
 import math
 import statistics
 from collections import defaultdict
@@ -12,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from bayes_spheres.io import atomic_write
+
+log = logging.getLogger(__name__)
 
 Run = dict[str, Any]
 
@@ -72,21 +85,160 @@ def readings_table(runs: list[Run], paper: float | None = None, per_seed: bool =
     return "\n".join(lines)
 
 
+# Table 1's columns: (key in the table, label, how to read it from one run's metrics).
+COLUMNS: list[tuple[str, str, Callable[[Run], float | None]]] = [
+    ("avg_confidence", "avg. confidence", lambda r: r["avg_confidence"]),
+    ("adversarial_error", "adv. error", lambda r: r["adversarial_error"]),
+    ("resampled_error", "resampled error", lambda r: r["resampled_error"]),
+    ("adv_inner", "adv. inner", lambda r: r["adversarial_error_by_sphere"]["inner"]["mean"]),
+    ("adv_outer", "adv. outer", lambda r: r["adversarial_error_by_sphere"]["outer"]["mean"]),
+    ("time_s", "time (s)", lambda r: r["timings"].get("total", sum(r["timings"].values()))),
+]
+PAPER_COLUMNS = ("avg_confidence", "adversarial_error", "resampled_error")
+# Table 1's own row order (conf/experiment/table1/); other rows follow by name.
+PAPER_ORDER = ("map", "laplace", "bootstrap", "mcmc", "svi", "hier_svi", "mcmc_shared_mean")
+
+
+def row_key(run: Run) -> tuple[str, str]:
+    """``(id, label)`` of the Table 1 row a run belongs to (model/inference outside table1)."""
+    row = run.get("row") or {}
+    fallback = f"{run['model']}/{run['inference']}"
+    return row.get("id", fallback), row.get("label", fallback)
+
+
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return mean, se
+
+
+def table1_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One dict per row (in the paper's order): seeds, mean and standard error of
+    every column over seeds, the paper's values and each difference from them."""
+    groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        groups[row_key(run)].append(run)
+
+    def order(key: tuple[str, str]) -> tuple[int, str]:
+        known = key[0] in PAPER_ORDER
+        return (PAPER_ORDER.index(key[0]) if known else len(PAPER_ORDER), key[0])
+
+    rows = []
+    for (row_id, label), group in sorted(groups.items(), key=lambda kv: order(kv[0])):
+        paper = (group[0].get("row") or {}).get("paper") or {}
+        out: dict[str, Any] = {"row": row_id, "label": label, "seeds": [r["seed"] for r in group]}
+        for key, _, read in COLUMNS:
+            values = [v for v in map(read, group) if v is not None]
+            mean, se = _stats(values) if values else (None, None)
+            out[key], out[f"{key}_se"] = mean, se
+        for key in PAPER_COLUMNS:
+            ours, theirs = out[key], paper.get(key)
+            out[f"paper_{key}"] = theirs
+            out[f"diff_{key}"] = None if ours is None or theirs is None else ours - theirs
+        rows.append(out)
+    return rows
+
+
+def _cell(mean: float | None, se: float | None, digits: int = 3) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def table1_markdown(rows: list[dict[str, Any]]) -> str:
+    """Markdown: ours (mean ± s.e. over seeds) | paper | difference, per Table 1 column."""
+    head = ["row", "seeds"]
+    for key in PAPER_COLUMNS:
+        label = dict((k, lab) for k, lab, _ in COLUMNS)[key]
+        head += [label, "paper", "diff"]
+    head += ["adv. inner / outer", "time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], str(len(r["seeds"]))]
+        for key in PAPER_COLUMNS:
+            paper, diff = r[f"paper_{key}"], r[f"diff_{key}"]
+            cells += [
+                _cell(r[key], r[f"{key}_se"]),
+                "-" if paper is None else f"{paper:.3f}",
+                "-" if diff is None else f"{diff:+.3f}",
+            ]
+        cells.append(f"{_cell(r['adv_inner'], None)} / {_cell(r['adv_outer'], None)}")
+        cells.append(_cell(r["time_s"], r["time_s_se"], digits=0))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    fields = [k for k in rows[0] if k != "seeds"] + ["seeds"] if rows else []
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, "seeds": " ".join(map(str, r["seeds"]))})
+    return buf.getvalue()
+
+
+def write_table1(sweep_dir: str | Path) -> str:
+    """Build ``table1.md`` and ``table1.csv`` in ``sweep_dir`` from every finished run under it
+    (atomically); returns the markdown."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no finished run (metrics.json) under {sweep_dir}")
+    rows = table1_rows(runs)
+    text = table1_markdown(rows)
+    atomic_write(sweep_dir / "table1.md", lambda f: f.write(text.encode()))
+    atomic_write(sweep_dir / "table1.csv", lambda f: f.write(table1_csv(rows).encode()))
+    return text
+
+
+class Table1Callback(Callback):
+    """Hydra callback: at the end of a multirun, Table 1 (and Figure 1) in the sweep folder."""
+
+    def __init__(self, figure: bool = False) -> None:
+        self.figure = figure
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            text = write_table1(sweep_dir)
+        except FileNotFoundError as err:
+            log.warning("no table: %s", err)
+            return
+        log.info("wrote %s and table1.csv\n%s", sweep_dir / "table1.md", text)
+        if self.figure:
+            from bayes_spheres.figure import figure1
+
+            paths = figure1(sweep_dir, seed=int(config.get("seed", 0)))
+            log.info("wrote %s", ", ".join(map(str, paths)))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bayes-spheres-report",
+        description="Rebuild table1.md and table1.csv from the metrics.json files in a sweep "
+        "folder (and print the table).",
+    )
     parser.add_argument("root", help="a run or sweep folder")
     parser.add_argument(
         "--readings",
         action="store_true",
-        help="candidate readings of adversarial error (docs/adversarial-error.md)",
+        help="print candidate readings of adversarial error instead "
+        "(docs/adversarial-error.md); writes nothing",
     )
-    parser.add_argument("--per-seed", action="store_true", help="one row per seed")
-    parser.add_argument("--paper", type=float, default=None, help="the paper's value to show")
+    parser.add_argument("--per-seed", action="store_true", help="with --readings: a row per seed")
+    parser.add_argument("--paper", type=float, default=None, help="with --readings: paper value")
     args = parser.parse_args(argv)
-    runs = collect(args.root)
-    if not runs:
-        raise SystemExit(f"no metrics.json under {args.root}")
-    print(readings_table(runs, args.paper, args.per_seed))
+    if args.readings:
+        runs = collect(args.root)
+        if not runs:
+            raise SystemExit(f"no metrics.json under {args.root}")
+        print(readings_table(runs, args.paper, args.per_seed))
+        return
+    try:
+        print(write_table1(args.root), end="")
+    except FileNotFoundError as err:
+        raise SystemExit(f"bayes-spheres-report: {err}") from err
 
 
 if __name__ == "__main__":

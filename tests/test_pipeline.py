@@ -19,7 +19,7 @@ METRIC_KEYS = {
     "model", "inference", "attack", "seed", "dim", "n_train", "n_val", "members",
     "avg_confidence", "validation_error", "adversarial_error", "adversarial_error_max",
     "adversarial_error_by_sphere", "worst_case_by_sphere", "resampled_error",
-    "inference_info", "timings",
+    "inference_info", "timings", "row", "config_digest",
 }  # fmt: skip
 
 
@@ -120,6 +120,26 @@ def test_finished_folder_is_left_alone_unless_forced(compose, tmp_path):
     assert json.loads((out / METRICS_FILE).read_text()) == forced
     assert (out / METRICS_FILE).stat().st_mtime > old
     assert (out / "ensemble.npz").is_file()
+
+
+def test_finished_run_with_another_config_is_refused_not_reused(compose, tmp_path):
+    """A resumed sweep skips its finished cells, but a cell finished under another config
+    must not be passed off as this config's result."""
+    out = tmp_path / "run"
+    first = run(compose([]), out_dir=out)
+    assert run(compose(["progress=true", "threads=1"]), out_dir=out) == first  # same numbers
+    before = (out / METRICS_FILE).read_bytes()
+    with pytest.raises(ConfigError, match=r"another config .*force=true"):
+        run(compose(["model.sigma=3.0"]), out_dir=out)
+    assert (out / METRICS_FILE).read_bytes() == before
+
+
+def test_threads_setting_is_checked_and_restored(compose, tmp_path):
+    with pytest.raises(ConfigError, match=r"threads=0.*>= 1"):
+        run(compose(["threads=0"]), out_dir=tmp_path / "bad")
+    before = torch.get_num_threads()
+    run(compose(["threads=2", "attack=vertex"]), out_dir=tmp_path / "ok")
+    assert torch.get_num_threads() == before
 
 
 def test_half_written_metrics_do_not_count_as_finished(tmp_path):

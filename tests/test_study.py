@@ -1,0 +1,222 @@
+"""The study: Table 1 row configs, the sweep config and its launchers, the aggregated table,
+and resuming a sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import OmegaConf
+
+from bayes_spheres import report
+from bayes_spheres.config import validate
+from bayes_spheres.pipeline import METRICS_FILE
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+ROWS = sorted(p.stem for p in (CONF / "experiment" / "table1").glob("*.yaml"))
+
+
+def compose_hydra(overrides: list[str]):
+    """The config with Hydra's own node, as a launcher would see it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_table1_has_the_papers_seven_rows():
+    assert set(ROWS) == set(report.PAPER_ORDER)
+    sweep = OmegaConf.load(CONF / "experiment" / "table1.yaml")
+    swept = sweep.hydra.sweeper.params["+experiment/table1"].split(",")
+    assert swept == list(report.PAPER_ORDER)
+
+
+@pytest.mark.parametrize("row", ROWS)
+def test_each_row_composes_to_its_model_and_inference(compose_raw, row):
+    cfg = compose_raw([f"experiment=table1/{row}"])
+    expected = {
+        "map": ("flat", "map"),
+        "laplace": ("flat", "laplace"),
+        "bootstrap": ("flat", "bootstrap"),
+        "mcmc": ("flat", "mcmc"),
+        "svi": ("flat", "svi"),
+        "hier_svi": ("hier_noncentered", "svi"),
+        "mcmc_shared_mean": ("shared_mean", "mcmc"),
+    }[row]
+    plan = validate(cfg)
+    assert (plan.model.name.value, plan.inference_name) == expected
+    assert cfg.row.id == row and cfg.row.label
+    assert set(cfg.row.paper) == {"avg_confidence", "adversarial_error", "resampled_error"}
+    assert cfg.data.dim == 500 and cfg.data.n_train == 1000 and cfg.members == 1000
+
+
+def test_hier_svi_row_gets_the_direction_scale_guide(compose_raw):
+    cfg = compose_raw(["experiment=table1/hier_svi"])
+    assert cfg.inference.guide == "direction_scale" and cfg.model.learn_prior
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("local", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("ray_cluster", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
+    ],
+)
+def test_the_study_composes_with_each_launcher(launcher, target):
+    cfg = compose_hydra(["experiment=table1", f"hydra/launcher={launcher}"])
+    assert cfg.hydra.launcher._target_ == target
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.callbacks.table1._target_ == "bayes_spheres.report.Table1Callback"
+
+
+def test_local_launcher_defaults_to_two_jobs_and_one_thread_each():
+    cfg = compose_hydra(["experiment=table1"])
+    assert cfg.hydra.launcher.n_jobs == 2 and cfg.threads == 1
+
+
+def test_slurm_launcher_settings():
+    cfg = compose_hydra(["experiment=table1", "hydra/launcher=slurm"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["cpus_per_task"] == 2 and launcher["timeout_min"] > 0
+    assert launcher["submitit_folder"].startswith("${hydra.sweep.dir}")
+
+
+def test_ray_launcher_keys_are_the_plugins_schema():
+    """hydra-ray-launcher (an optional extra, not installed in CI) takes ``ray.init`` and
+    ``ray.remote`` (its RayLauncherConf); nothing else may be set."""
+    cfg = compose_hydra(["experiment=table1", "hydra/launcher=ray_cluster"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert set(launcher) == {"_target_", "ray"}
+    assert set(launcher["ray"]) == {"init", "remote"}
+
+
+def fake_run(root: Path, row: str, seed: int, adv: float, conf: float, resampled=None) -> None:
+    paper = {"map": (1.0, 0.999, None), "mcmc": (0.976, 0.558, 0.205)}[row]
+    out = root / row / f"seed{seed}"
+    out.mkdir(parents=True)
+    metrics = {
+        "model": "flat",
+        "inference": row,
+        "seed": seed,
+        "avg_confidence": conf,
+        "adversarial_error": adv,
+        "resampled_error": resampled,
+        "adversarial_error_by_sphere": {
+            "inner": {"mean": adv - 0.1, "max": adv},
+            "outer": {"mean": adv + 0.1, "max": adv + 0.2},
+        },
+        "timings": {"data": 1.0, "inference": 2.0, "total": 3.5 + seed},
+        "row": {
+            "id": row,
+            "label": row.upper(),
+            "paper": dict(
+                zip(("avg_confidence", "adversarial_error", "resampled_error"), paper, strict=True)
+            ),
+        },
+    }
+    (out / METRICS_FILE).write_text(json.dumps(metrics))
+
+
+def test_table1_rows_mean_standard_error_and_difference_from_the_paper(tmp_path):
+    fake_run(tmp_path, "mcmc", 0, adv=0.5, conf=0.97, resampled=0.2)
+    fake_run(tmp_path, "mcmc", 1, adv=0.7, conf=0.99, resampled=0.3)
+    fake_run(tmp_path, "map", 0, adv=0.8, conf=1.0)
+    rows = report.table1_rows(report.collect(tmp_path))
+    assert [r["row"] for r in rows] == ["map", "mcmc"]  # the paper's order, not the folder's
+    mcmc = rows[1]
+    assert mcmc["seeds"] == [0, 1]
+    assert mcmc["adversarial_error"] == pytest.approx(0.6)
+    assert mcmc["adversarial_error_se"] == pytest.approx(0.1)  # sd 0.1414 / sqrt 2
+    assert mcmc["diff_adversarial_error"] == pytest.approx(0.6 - 0.558)
+    assert mcmc["resampled_error"] == pytest.approx(0.25)
+    assert mcmc["adv_inner"] == pytest.approx(0.5) and mcmc["adv_outer"] == pytest.approx(0.7)
+    assert mcmc["time_s"] == pytest.approx(4.0)
+    map_row = rows[0]
+    assert map_row["adversarial_error_se"] is None  # one seed: no error bar
+    assert map_row["resampled_error"] is None and map_row["diff_resampled_error"] is None
+
+
+def test_write_table1_makes_markdown_and_csv(tmp_path):
+    fake_run(tmp_path, "mcmc", 0, adv=0.5, conf=0.97, resampled=0.2)
+    fake_run(tmp_path, "mcmc", 1, adv=0.7, conf=0.99, resampled=0.3)
+    text = report.write_table1(tmp_path)
+    assert (tmp_path / "table1.md").read_text() == text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| MCMC"))
+    assert "0.600 ± 0.100" in line and "0.558" in line and "+0.042" in line
+    with open(tmp_path / "table1.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["row"] == "mcmc" and float(row["adversarial_error"]) == pytest.approx(0.6)
+    assert row["seeds"] == "0 1"
+
+
+def test_report_command_rebuilds_the_table_and_fails_clearly_on_an_empty_folder(tmp_path):
+    fake_run(tmp_path, "map", 0, adv=0.8, conf=1.0)
+    res = subprocess.run(
+        [sys.executable, "-m", "bayes_spheres.report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "| MAP" in res.stdout and (tmp_path / "table1.csv").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = subprocess.run(
+        [sys.executable, "-m", "bayes_spheres.report", str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "no finished run" in res.stderr
+
+
+def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [
+        "experiment=table1",
+        "scale=quick",
+        "+experiment/table1=map,laplace",
+        "seed=0,1",
+        "data.n_val=500",
+        "members=10",
+        "restarts=4",
+        "progress=false",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.callbacks.table1.figure=false",
+        "hydra.launcher.n_jobs=1",
+        *extra,
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "bayes_spheres.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+
+
+def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path):
+    res = sweep(tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    root = tmp_path / "sweep"
+    cells = sorted(root.glob("*/seed*/" + METRICS_FILE))
+    assert len(cells) == 4
+    table = (root / "table1.md").read_text()
+    assert "| MAP | 2 |" in table and "| Laplace | 2 |" in table
+
+    # A sweep killed midway: one cell never finished (no metrics.json), another finished.
+    killed = root / "laplace" / "seed1" / METRICS_FILE
+    killed.unlink()
+    kept = root / "map" / "seed0" / METRICS_FILE
+    before = {p: p.read_bytes() for p in cells if p != killed}
+    mtimes = {p: p.stat().st_mtime_ns for p in before}
+    res = sweep(tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert killed.is_file()  # the missing cell was run again
+    for p, content in before.items():  # finished cells were skipped, byte for byte
+        assert p.read_bytes() == content and p.stat().st_mtime_ns == mtimes[p]
+    assert kept.is_file()
