@@ -2,6 +2,7 @@
 
 - :mod:`.gradient`: the paper's projected gradient ascent in ``x`` (Appendix B), ``pgd``.
 - :mod:`.vertices`: the best vertex ``r e_j``, exact for one model, ``vertex``.
+- :mod:`.mirror`: mirror ascent on the simplex ``u = x^2`` (issue 5), ``simplex``.
 - :mod:`.points`: the result type and the random starts every attack shares.
 """
 
@@ -17,6 +18,7 @@ from bayes_spheres.attack.gradient import (
     pgd,
     projected_gradient_ascent,
 )
+from bayes_spheres.attack.mirror import simplex
 from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
 from bayes_spheres.attack.vertices import vertex, vertex_logits
 
@@ -24,11 +26,13 @@ from bayes_spheres.attack.vertices import vertex, vertex_logits
 class AttackName(StrEnum):
     PGD = "pgd"
     VERTEX = "vertex"
+    SIMPLEX = "simplex"
 
 
 ATTACKS: dict[AttackName, Callable[..., AdversarialPoints]] = {
     AttackName.PGD: pgd,
     AttackName.VERTEX: vertex,
+    AttackName.SIMPLEX: simplex,
 }
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "project",
     "projected_gradient_ascent",
     "random_starts",
+    "simplex",
     "vertex",
     "vertex_logits",
 ]

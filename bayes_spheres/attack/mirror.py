@@ -1,0 +1,220 @@
+"""A structure-aware attack: mirror ascent on the simplex ``u = x^2`` (issue 5).
+
+On a sphere of radius ``r`` the squared coordinates ``u = x^2`` range over the scaled simplex
+``{u >= 0, sum_i u_i = r^2}`` and every member's activation is linear in ``u``:
+``a_s(u) = sum_i w_si (u_i - m_i) / sd_i + b_s = u @ W' + c`` (paper, Appendix B; NOTES,
+Attack). So the attack ascends in ``u`` directly with exponentiated gradient (Kivinen &
+Warmuth 1997), i.e. mirror ascent with the entropy as mirror map (Beck & Teboulle 2003):
+``u <- u * exp(eta g) / Z``, renormalised to sum to ``r^2``. It needs no projection and no
+autograd: the gradient in ``u`` is ``W'`` times the objective's derivative in the
+activations, two ``[k, D] x [D, S]`` matmuls per step.
+
+Stages follow the paper's attack: one model ascends its wrong-class logit (linear in ``u``,
+so the ascent runs to the best vertex); an ensemble first ascends the Jensen bound
+``mean_s log sigmoid(+-a_s)``, concave in ``u`` with one maximiser, then the real objective
+``log mean_s sigmoid(+-a_s)``, which is not concave, so some restarts start near the
+ensemble's best vertices instead. The point is mapped back with ``x = sign(x0) sqrt(u)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bayes_spheres.attack.gradient import Objective
+from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
+from bayes_spheres.attack.vertices import vertex_logits
+from bayes_spheres.data import INNER, OUTER
+from bayes_spheres.ensemble import Ensemble, wrong_class_sign
+
+ValueGradFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``f(u [k, D], rows [k]) -> (value [k], gradient in u [k, D])`` at restarts ``rows``."""
+
+# A step moves log(u_i / u_j) by at most ``eta``; past ~1e3 every coordinate behind the
+# leader underflows to 0 in float64, so a larger step changes nothing but risks inf - inf.
+_MAX_STEP = 1e3
+
+
+def linear_in_u(ensemble: Ensemble) -> tuple[Tensor, Tensor]:
+    """``W'`` [D, S] and ``c`` [S] with activations ``a = u @ W' + c`` at ``u = x^2``."""
+    f = ensemble.features
+    w_std = ensemble.w / f.std
+    return w_std.T.contiguous(), ensemble.b - w_std @ f.mean
+
+
+def objective_in_u(ensemble: Ensemble, label: Tensor, objective: Objective) -> ValueGradFn:
+    """The attacker's objective (same values as ``ensemble_score``) and its gradient in ``u``.
+
+    With wrong-class activations ``z = sign * a`` [k, S] the derivatives in ``z`` are
+    ``1/S`` (logit), ``sigmoid(-z)/S`` (Jensen bound) and ``softmax_s(log sigmoid z)
+    sigmoid(-z)`` (log mean sigmoid); the chain rule through ``a = u @ W' + c`` gives
+    ``sign * (df/dz) @ W'^T``.
+    """
+    w_u, c = linear_in_u(ensemble)
+    sign = wrong_class_sign(label)
+    n = ensemble.size
+
+    def value_and_grad(u: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        s = sign[rows, None]
+        z = s * (u @ w_u + c)  # [k, S]
+        if objective is Objective.LOGIT:
+            value = z.mean(-1)
+            dz = torch.full_like(z, 1.0 / n)
+        else:
+            log_sig = F.logsigmoid(z)
+            if objective is Objective.JENSEN:
+                value = log_sig.mean(-1)
+                dz = torch.sigmoid(-z) / n
+            else:
+                value = torch.logsumexp(log_sig, dim=-1) - math.log(n)
+                dz = torch.softmax(log_sig, dim=-1) * torch.sigmoid(-z)
+        return value, s * (dz @ w_u.T)
+
+    return value_and_grad
+
+
+def mirror_ascent(
+    value_and_grad: ValueGradFn,
+    u0: Tensor,
+    radius: Tensor,
+    step_size: float,
+    max_steps: int,
+    tol: float,
+    patience: int,
+    step_growth: float = 2.0,
+    desc: str | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Maximise over simplices ``sum u = r^2`` by exponentiated gradient; returns ``u`` and values.
+
+    Works on ``theta = log u`` (kept normalised), so ``u`` stays strictly positive and large
+    steps cannot overflow. A step is ``theta += eta g / (max g - min g)``: the log-ratio of
+    any two coordinates moves by at most ``eta``, whatever the gradient's scale (a constant
+    added to ``g`` does not move ``u``, so the spread is the natural scale). A restart takes a
+    step only if it increases its value, then multiplies its ``eta`` by ``step_growth``;
+    otherwise it keeps its point and halves ``eta``. Every accepted step is an ascent step,
+    and on a linear objective the growing steps run to the best vertex within float precision.
+    A restart stops once its value has not improved by more than ``tol`` for ``patience``
+    steps, or after ``max_steps``.
+    """
+    k = u0.shape[0]
+    rows = torch.arange(k, device=u0.device)
+    log_r2 = (2.0 * radius.log())[:, None]
+    theta = torch.log(u0.clamp_min(torch.finfo(u0.dtype).tiny)) - log_r2
+    theta = theta - torch.logsumexp(theta, -1, keepdim=True)
+    f, g = value_and_grad(torch.exp(theta + log_r2), rows)
+    best = f.clone()
+    eta = torch.full_like(f, step_size)
+    since = torch.zeros(k, dtype=torch.long, device=u0.device)
+    active = torch.ones(k, dtype=torch.bool, device=u0.device)
+    bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    for _ in bar:
+        idx = active.nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        ga = g[idx]
+        spread = (ga.max(-1).values - ga.min(-1).values).clamp_min(torch.finfo(ga.dtype).tiny)
+        trial = theta[idx] + (eta[idx] / spread)[:, None] * ga
+        trial = trial - torch.logsumexp(trial, -1, keepdim=True)
+        f_new, g_new = value_and_grad(torch.exp(trial + log_r2[idx]), idx)
+        ok = f_new > f[idx]
+        acc = idx[ok]
+        theta[acc], f[acc], g[acc] = trial[ok], f_new[ok], g_new[ok]
+        eta[acc] = (eta[acc] * step_growth).clamp_max(_MAX_STEP)
+        eta[idx[~ok]] *= 0.5
+        noticeable = f[idx] > best[idx] + tol
+        best[idx] = torch.maximum(best[idx], f[idx])
+        since[idx] = torch.where(noticeable, 0, since[idx] + 1)
+        active[idx] = since[idx] < patience
+        bar.set_postfix(active=int(active.sum()), refresh=False)
+    bar.close()
+    return torch.exp(theta + log_r2), f
+
+
+def vertex_starts_u(
+    ensemble: Ensemble, radius: float, label: int, count: int, u_random: Tensor, blend: float
+) -> Tensor:
+    """``count`` starts [count, D] at the ensemble's best vertices of one sphere, moved
+    slightly inside: ``(1 - blend) r^2 e_j + blend u_random`` (mirror ascent cannot leave a
+    face where ``u_i = 0``, so no coordinate may start at exactly 0)."""
+    wrong = torch.sigmoid(vertex_logits(ensemble, radius, label)).mean(0)  # [D]
+    top = wrong.topk(count).indices
+    corner = torch.zeros_like(u_random)
+    corner[torch.arange(count, device=corner.device), top] = radius**2
+    return (1.0 - blend) * corner + blend * u_random
+
+
+def simplex(
+    ensemble: Ensemble,
+    radii: tuple[float, float],
+    restarts_per_sphere: int = 100,
+    step_size: float = 1.0,
+    step_growth: float = 2.0,
+    warmup_steps: int = 500,
+    max_steps: int = 5000,
+    tol: float = 1e-9,
+    patience: int = 10,
+    vertex_starts: int = 10,
+    vertex_blend: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+) -> AdversarialPoints:
+    """Mirror ascent on ``u = x^2`` from random starts and near the best vertices.
+
+    Per sphere (inner first, then outer, as ``pgd``) the first ``restarts_per_sphere -
+    vertex_starts`` restarts start at ``pgd``'s random points (``u0 = x0^2``, same seed) and,
+    for an ensemble, ascend the Jensen bound for up to ``warmup_steps`` before the real
+    objective; the last ``vertex_starts`` start at the ensemble's best vertices of that
+    sphere, blended into the interior by ``vertex_blend``, and ascend the real objective
+    directly (the warm-up would pull them to the Jensen maximiser). One model ascends its
+    wrong-class logit and ends at the best vertex, the exact optimum. ``x = sign(x0) sqrt(u)``.
+    See :func:`mirror_ascent` for ``step_size``, ``step_growth``, ``tol`` and ``patience``.
+    """
+    if not 0 <= vertex_starts <= min(restarts_per_sphere, ensemble.dim):
+        raise ValueError(
+            f"vertex_starts={vertex_starts}: must be between 0 and min(restarts_per_sphere, "
+            f"D) = {min(restarts_per_sphere, ensemble.dim)}"
+        )
+    if not 0.0 < vertex_blend < 1.0:
+        raise ValueError(f"vertex_blend={vertex_blend}: must be in (0, 1)")
+    if not (step_growth >= 1.0 and step_size > 0.0):
+        raise ValueError(f"step_size={step_size}, step_growth={step_growth}: need > 0, >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    dtype, device = ensemble.w.dtype, ensemble.w.device
+    x0, radius, label = (
+        t.to(device) for t in random_starts(restarts_per_sphere, ensemble.dim, radii, gen, dtype)
+    )
+    u = x0.square()
+    n_random = restarts_per_sphere - vertex_starts
+    from_vertex = torch.zeros_like(label, dtype=torch.bool)
+    for i, (sphere, r) in enumerate(zip((INNER, OUTER), radii, strict=True)):
+        rows = slice(i * restarts_per_sphere + n_random, (i + 1) * restarts_per_sphere)
+        if vertex_starts:
+            u[rows] = vertex_starts_u(ensemble, r, sphere, vertex_starts, u[rows], vertex_blend)
+        from_vertex[rows] = True
+
+    common = dict(
+        step_size=step_size, tol=tol, patience=patience, step_growth=step_growth, progress=progress
+    )
+    if ensemble.size == 1:
+        stages = [(Objective.LOGIT, max_steps, torch.ones_like(from_vertex))]
+    else:
+        stages = [(Objective.JENSEN, warmup_steps, ~from_vertex)] if warmup_steps > 0 else []
+        stages.append((Objective.LOG_MEAN_SIGMOID, max_steps, torch.ones_like(from_vertex)))
+    for objective, steps, rows in stages:
+        if steps > 0 and rows.any():
+            u[rows], _ = mirror_ascent(
+                objective_in_u(ensemble, label[rows], objective),
+                u[rows],
+                radius[rows],
+                max_steps=steps,
+                desc=f"simplex ({objective.value})",
+                **common,
+            )
+    x = project(torch.where(x0 < 0, -1.0, 1.0) * u.sqrt(), radius)
+    return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
