@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv study test test-slow lint format clean
+.PHONY: venv study study-one-seed figure scaling test test-slow lint format clean
 
 venv: $(STAMP)
 
@@ -16,9 +16,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job: for now the MAP row at the paper's scale (D = 500, 1,000 / 100,000 points).
+# The main job: Table 1 (7 rows x 3 seeds at the paper's scale, 2 local processes), then
+# table1.md, table1.csv and figure1.png in outputs/table1/paper/. Rerunning resumes.
 study: $(STAMP)
-	$(BIN)/bayes-spheres inference=map scale=paper
+	$(BIN)/bayes-spheres experiment=table1
+
+# One seed of Table 1 (the 10-minute version), in its own folder.
+study-one-seed: $(STAMP)
+	$(BIN)/bayes-spheres experiment=table1 seed=0 hydra.sweep.dir=outputs/table1/paper-seed0
+
+figure: $(STAMP)
+	$(BIN)/bayes-spheres-figure outputs/figure1
+
+# Beyond the paper: adversarial error against the training-set size and D (scaling.png).
+scaling: $(STAMP)
+	$(BIN)/bayes-spheres experiment=scaling
 
 # The CI suite (under 15 minutes on 2 cores): lint, then every test not marked slow.
 test: $(STAMP)

@@ -44,6 +44,10 @@ class Plan:
     resample: bool
     dtype: torch.dtype
     device: torch.device
+    # More attacks on the same ensemble, reported beside the main one: name -> (fn, settings).
+    extra_attacks: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
@@ -156,16 +160,10 @@ def validate(cfg: DictConfig) -> Plan:
             f"supported; models for {inference_name}: {', '.join(supported)}"
         )
 
-    attack = _target("attack", cfg.attack)
-    attack_settings = _settings(
-        "attack", cfg.attack, attack, reserved=("ensemble", "radii", "seed", "progress")
-    )
+    attack, attack_settings = _attack("attack", cfg.attack)
     attack_name = cfg.attack.get("name") or attack.__name__
-    for key in ("restarts_per_sphere", "max_steps", "patience"):
-        if key in attack_settings:
-            _positive_int(f"attack.{key}", attack_settings[key])
-    if "step_size" in attack_settings:
-        _positive_float("attack.step_size", attack_settings["step_size"])
+    extra = cfg.get("extra_attacks") or {}
+    extra_attacks = {str(k): _attack(f"extra_attacks.{k}", node) for k, node in extra.items()}
 
     return Plan(
         model=model,
@@ -178,4 +176,17 @@ def validate(cfg: DictConfig) -> Plan:
         resample=bool(cfg.inference.get("resample", False)),
         dtype=DTYPES[cfg.dtype],
         device=torch.device(cfg.device),
+        extra_attacks=extra_attacks,
     )
+
+
+def _attack(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """An attack config (``attack`` or one of ``extra_attacks``): its function and settings."""
+    attack = _target(where, node)
+    settings = _settings(where, node, attack, reserved=("ensemble", "radii", "seed", "progress"))
+    for key in ("restarts_per_sphere", "max_steps", "patience"):
+        if key in settings:
+            _positive_int(f"{where}.{key}", settings[key])
+    if "step_size" in settings:
+        _positive_float(f"{where}.step_size", settings["step_size"])
+    return attack, settings

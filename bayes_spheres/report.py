@@ -22,7 +22,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from bayes_spheres.io import atomic_write
+from bayes_spheres.io import atomic_path, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,28 @@ COLUMNS: list[tuple[str, str, Callable[[Run], float | None]]] = [
     ("adv_outer", "adv. outer", lambda r: r["adversarial_error_by_sphere"]["outer"]["mean"]),
     ("time_s", "time (s)", lambda r: r["timings"].get("total", sum(r["timings"].values()))),
 ]
+
+
+def _both_spheres(run: Run, key: str) -> float | None:
+    worst = run.get("worst_case_by_sphere")
+    return None if not worst else (worst["inner"][key] + worst["outer"][key]) / 2
+
+
+# How strong is the attack? Other attacks on the same ensemble (extra_attacks) and the exact
+# bounds: the best vertex is a point any attack could find; the certified bound (mean over
+# members of each member's worst case, averaged over the two spheres) no attack can exceed.
+ATTACK_COLUMNS: list[tuple[str, str, Callable[[Run], float | None]]] = [
+    ("adv_simplex", "simplex attack", lambda r: _extra(r, "simplex")),
+    ("best_vertex", "best vertex", lambda r: _both_spheres(r, "best_vertex")),
+    ("certified_bound", "certified bound", lambda r: _both_spheres(r, "certified_bound")),
+]
+
+
+def _extra(run: Run, name: str) -> float | None:
+    found = (run.get("extra_attacks") or {}).get(name)
+    return None if found is None else found["adversarial_error"]
+
+
 PAPER_COLUMNS = ("avg_confidence", "adversarial_error", "resampled_error")
 # Table 1's own row order (conf/experiment/table1/); other rows follow by name.
 PAPER_ORDER = ("map", "laplace", "bootstrap", "mcmc", "svi", "hier_svi", "mcmc_shared_mean")
@@ -127,7 +149,7 @@ def table1_rows(runs: list[Run]) -> list[dict[str, Any]]:
     for (row_id, label), group in sorted(groups.items(), key=lambda kv: order(kv[0])):
         paper = (group[0].get("row") or {}).get("paper") or {}
         out: dict[str, Any] = {"row": row_id, "label": label, "seeds": [r["seed"] for r in group]}
-        for key, _, read in COLUMNS:
+        for key, _, read in COLUMNS + ATTACK_COLUMNS:
             values = [v for v in map(read, group) if v is not None]
             mean, se = _stats(values) if values else (None, None)
             out[key], out[f"{key}_se"] = mean, se
@@ -165,6 +187,20 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
         cells.append(f"{_cell(r['adv_inner'], None)} / {_cell(r['adv_outer'], None)}")
         cells.append(_cell(r["time_s"], r["time_s_se"], digits=0))
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r[key] is not None for r in rows for key, _, _ in ATTACK_COLUMNS):
+        head = ["row", "PGD (the paper's attack)"] + [label for _, label, _ in ATTACK_COLUMNS]
+        lines += [
+            "",
+            "Adversarial error by attack, mean over both spheres (certified bound: no point on "
+            "the spheres is worse):",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        for r in rows:
+            cells = [r["label"], _cell(r["adversarial_error"], r["adversarial_error_se"])]
+            cells += [_cell(r[key], r[f"{key}_se"]) for key, _, _ in ATTACK_COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,6 +249,82 @@ class Table1Callback(Callback):
             log.info("wrote %s", ", ".join(map(str, paths)))
 
 
+def scaling_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One dict per (inference, D, N): adversarial error by attack, mean over seeds."""
+    groups: dict[tuple[str, int, int], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run["inference"], run["dim"], run["n_train"])].append(run)
+    rows = []
+    for (inference, dim, n), group in sorted(groups.items()):
+        row: dict[str, Any] = {"inference": inference, "dim": dim, "n_train": n}
+        row["seeds"] = len(group)
+        for key, _, read in [COLUMNS[0], COLUMNS[1], *ATTACK_COLUMNS]:
+            values = [v for v in map(read, group) if v is not None]
+            row[key] = statistics.fmean(values) if values else None
+        rows.append(row)
+    return rows
+
+
+def write_scaling(sweep_dir: str | Path) -> list[Path]:
+    """``scaling.md`` and ``scaling.png`` (adversarial error against N, a panel per D)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sweep_dir = Path(sweep_dir)
+    runs = collect(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no finished run (metrics.json) under {sweep_dir}")
+    rows = scaling_rows(runs)
+    keys = ["avg_confidence", "adversarial_error", *[k for k, _, _ in ATTACK_COLUMNS]]
+    head = ["inference", "D", "N", "seeds", *keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["inference"], str(r["dim"]), str(r["n_train"]), str(r["seeds"])]
+        lines.append("| " + " | ".join(cells + [_cell(r[k], None) for k in keys]) + " |")
+    text = "\n".join(lines) + "\n"
+    atomic_write(sweep_dir / "scaling.md", lambda f: f.write(text.encode()))
+
+    dims = sorted({r["dim"] for r in rows})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.8), squeeze=False)
+    for ax, dim in zip(axes[0], dims, strict=True):
+        for inference in sorted({r["inference"] for r in rows}):
+            mine = [r for r in rows if r["dim"] == dim and r["inference"] == inference]
+            n = [r["n_train"] for r in mine]
+            (line,) = ax.plot(n, [r["adversarial_error"] for r in mine], "o-", label=inference)
+            if all(r["certified_bound"] is not None for r in mine):
+                bound = [r["certified_bound"] for r in mine]
+                ax.plot(n, bound, ":", color=line.get_color(), lw=1)
+            if all(r["adv_simplex"] is not None for r in mine):
+                simplex = [r["adv_simplex"] for r in mine]
+                ax.plot(n, simplex, "s--", color=line.get_color(), ms=3, lw=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("training points N")
+        ax.set_ylabel("adversarial error")
+        ax.set_title(f"D = {dim} (solid: PGD, dashed: simplex, dotted: bound)", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = sweep_dir / "scaling.png"
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return [sweep_dir / "scaling.md", png]
+
+
+class ScalingCallback(Callback):
+    """Hydra callback: at the end of ``experiment=scaling``, its table and plot."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            paths = write_scaling(config.hydra.sweep.dir)
+        except FileNotFoundError as err:
+            log.warning("no scaling plot: %s", err)
+            return
+        log.info("wrote %s", ", ".join(map(str, paths)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="bayes-spheres-report",
@@ -228,7 +340,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--per-seed", action="store_true", help="with --readings: a row per seed")
     parser.add_argument("--paper", type=float, default=None, help="with --readings: paper value")
+    parser.add_argument(
+        "--scaling", action="store_true", help="scaling.md and scaling.png (experiment=scaling)"
+    )
     args = parser.parse_args(argv)
+    if args.scaling:
+        try:
+            print("\n".join(map(str, write_scaling(args.root))))
+        except FileNotFoundError as err:
+            raise SystemExit(f"bayes-spheres-report: {err}") from err
+        return
     if args.readings:
         runs = collect(args.root)
         if not runs:

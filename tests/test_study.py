@@ -220,3 +220,83 @@ def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path
     for p, content in before.items():  # finished cells were skipped, byte for byte
         assert p.read_bytes() == content and p.stat().st_mtime_ns == mtimes[p]
     assert kept.is_file()
+
+
+def test_scaling_rows_and_plot(tmp_path):
+    for inference, n, adv in (("map", 250, 0.9), ("map", 1000, 0.5), ("mcmc", 250, 0.4)):
+        out = tmp_path / inference / f"n{n}"
+        out.mkdir(parents=True)
+        metrics = {
+            "model": "flat",
+            "inference": inference,
+            "seed": 0,
+            "dim": 50,
+            "n_train": n,
+            "avg_confidence": 0.99,
+            "adversarial_error": adv,
+            "extra_attacks": {"simplex": {"adversarial_error": adv + 0.01}},
+            "worst_case_by_sphere": {
+                "inner": {"best_vertex": adv, "certified_bound": 1.0},
+                "outer": {"best_vertex": adv, "certified_bound": 0.9},
+            },
+        }
+        (out / METRICS_FILE).write_text(json.dumps(metrics))
+    rows = report.scaling_rows(report.collect(tmp_path))
+    assert [(r["inference"], r["n_train"]) for r in rows] == [
+        ("map", 250),
+        ("map", 1000),
+        ("mcmc", 250),
+    ]
+    assert rows[1]["adversarial_error"] == 0.5 and rows[1]["adv_simplex"] == pytest.approx(0.51)
+    assert rows[0]["certified_bound"] == pytest.approx(0.95)
+    md, png = report.write_scaling(tmp_path)
+    assert "| map | 50 | 1000 | 1 | 0.990 | 0.500 | 0.510 |" in md.read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONF / "experiment").with_suffix(""))
+    for p in (CONF / "experiment").rglob("*.yaml")
+)
+TINY = [
+    "scale=quick",
+    "data.dim=6",
+    "data.n_train=60",
+    "data.n_val=200",
+    "members=5",
+    "restarts=3",
+    "progress=false",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_config_runs_at_quick_scale(tmp_path, experiment):
+    """Each experiment config runs end to end at scale=quick (conf/scale_inference/ shrinks
+    the iterative methods) and tiny data: a row as one run, a sweep (hydra.mode MULTIRUN)
+    through the CLI with its swept sizes shrunk, callback included."""
+    cfg = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
+    if OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN":
+        shrink = {"data.n_train": "data.n_train=40,80", "data.dim": "data.dim=4,6"}
+        swept = [shrink[k] for k in cfg.hydra.sweeper.params if k in shrink]
+        args = [f"experiment={experiment}", *TINY, *swept, "seed=0"]
+        args += [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.n_jobs=1"]
+        if "table1" in cfg.hydra.callbacks:
+            args.append("hydra.callbacks.table1.figure=false")
+        res = subprocess.run(
+            [sys.executable, "-m", "bayes_spheres.app", *args],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert list(tmp_path.rglob(METRICS_FILE))
+        assert list(tmp_path.glob("*.md")), "the sweep's callback wrote no table"
+        return
+    from bayes_spheres.pipeline import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *TINY])
+    metrics = run(cfg, out_dir=tmp_path)
+    assert metrics["row"]["id"] == experiment.split("/")[-1]
