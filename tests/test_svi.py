@@ -91,7 +91,7 @@ def test_full_covariance_recovers_the_conjugate_posterior(linear_data):
     assert corr[0, 1] < -0.5  # a diagonal guide could not match this within tolerance
 
     q = guides.full_covariance(gaussian_linear, init_scale=0.1)
-    assert isinstance(q, pyro.infer.autoguide.AutoMultivariateNormal)
+    assert isinstance(q, guides.AutoFullCovarianceNormal)
     fit_by_svi(gaussian_linear, q, linear_data)
     post = q.get_posterior()
     assert_gaussian_close(post.loc.detach(), post.covariance_matrix.detach(), mean, cov)
@@ -156,7 +156,8 @@ def test_fit_returns_an_ensemble_and_the_elbo_trace(tiny_spheres, jit):
     assert np.isfinite(post.elbo).all()
     assert post.elbo[-50:].mean() > post.elbo[:50].mean()  # it learnt something
     info = post.info["svi"]
-    assert set(info) == {"final_loss", "steps", "guide"}
+    assert set(info) == {"final_loss", "steps", "guide", "step_ms", "step_cpu_ms"}
+    assert info["step_ms"] > 0 and info["step_cpu_ms"] > 0
     assert info["steps"] == 300 and info["guide"] == "full_covariance"
     assert info["final_loss"] == pytest.approx(-float(post.elbo.mean()), rel=1e-12)
 
