@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
-from bayes_spheres.artifacts import save_elbo, save_posterior
+from bayes_spheres.artifacts import save_elbo, save_posterior, save_trace
 from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.inference import Posterior
@@ -124,7 +124,9 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     with timings("inference"):
         posterior = _fit(plan, data, cfg.members, cfg.seed, progress)
         posterior.ensemble.save(out / "ensemble.npz")
-        save_posterior(out / "posterior.nc", posterior.samples)
+        save_posterior(out / "posterior.nc", posterior.samples, posterior.sample_stats)
+        if "lp" in posterior.sample_stats:  # MCMC chains
+            save_trace(out / "trace.png", posterior.samples, posterior.sample_stats["lp"])
         if posterior.elbo is not None:
             save_elbo(out / "elbo.csv", out / "elbo.png", posterior.elbo)
     ensemble = posterior.ensemble
@@ -159,6 +161,8 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             "row": OmegaConf.to_container(cfg.row) if cfg.get("row") else None,
             "config_digest": digest,
         }
+        # MCMC convergence (rhat_max, ess_bulk_min, ...) also at the top level.
+        result.update(posterior.info.get("convergence", {}))
     result["timings"] = {**timings, "total": round(time.perf_counter() - start, 3)}
     atomic_write_json(out / METRICS_FILE, result)
     log.info("wrote %s", out / METRICS_FILE)

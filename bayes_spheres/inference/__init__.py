@@ -18,10 +18,12 @@ class Posterior:
 
     ``samples`` maps latent and derived site names to draws shaped [chain, draw, ...];
     ``info`` holds scalars worth keeping in ``metrics.json`` (iterations, jitter, ...);
-    ``elbo`` the ELBO per step for variational methods.
+    ``elbo`` the ELBO per step for variational methods; ``sample_stats`` per-draw statistics
+    of MCMC shaped [chain, draw] (``lp``, ``diverging``) for ``posterior.nc``.
     """
 
     ensemble: Ensemble
     samples: dict[str, Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     elbo: np.ndarray | None = None
+    sample_stats: dict[str, Tensor] = field(default_factory=dict)

@@ -115,10 +115,8 @@ def fit(
     w = samples["w"].reshape(-1, data.dim)[:members]
     b = samples["b"].reshape(-1)[:members]
     stats = {"lp": lp, "diverging": torch.zeros(lp.shape, dtype=torch.bool)}
-    posterior = Posterior(Ensemble(w, b, data.features), samples, {"mcmc": info})
-    posterior.sample_stats = stats
-    posterior.info["convergence"] = convergence
-    return posterior
+    info = {"mcmc": info, "convergence": convergence}
+    return Posterior(Ensemble(w, b, data.features), samples, info, sample_stats=stats)
 
 
 def _run_slice(
