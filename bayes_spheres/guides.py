@@ -135,6 +135,12 @@ class AutoFullCovarianceNormal(AutoContinuous):
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
+        # The prototype's values only give shapes and the starting point. Detached, a value
+        # drawn through a learnt prior (Hier. SVI's p(s)) is no longer a tensor that requires
+        # grad, which the jit's tracer cannot hold as a constant.
+        for site in self.prototype_trace.nodes.values():
+            if site["type"] == "sample":
+                site["value"] = site["value"].detach()
         self.loc = nn.Parameter(self._init_loc())
         self.scale = PyroParam(torch.full_like(self.loc, self._init_scale), self.scale_constraint)
         dim = self.latent_dim

@@ -248,3 +248,46 @@ def test_a_fit_that_fails_at_the_first_step_quotes_no_earlier_loss(tiny_spheres,
     with pytest.raises(svi.DivergedError, match="step 0") as err:
         svi.fit(Flat(), broken, members=5, num_steps=5, batch_size=60, jit=False, progress=False)
     assert "1.235e+05" not in str(err.value) and "123456" not in str(err.value), str(err.value)
+
+
+def test_the_jit_elbo_of_hier_svi_with_a_learnt_prior_equals_the_eager_one(tiny_spheres):
+    """The traced ELBO sees the prior's parameters inside the model: after the tracing call,
+    the same noise gives the same loss and gradients as the eager ELBO."""
+    d = tiny_spheres
+    model = Hierarchical(centered=False, learn_prior=True)
+    q = GUIDES[GuideName.DIRECTION_SCALE](model, init_scale=0.3)
+    args = (d.phi_train, d.y_train)
+    kwargs = {"subsample_size": 20}
+    jit_elbo = pyro.infer.JitTrace_ELBO(ignore_jit_warnings=True)
+    jit_elbo.loss_and_grads(model, q, *args, **kwargs)  # traces
+    for p in pyro.get_param_store().values():
+        p.unconstrained().grad = None
+    results = []
+    for elbo in (jit_elbo, Trace_ELBO()):
+        pyro.set_rng_seed(3)
+        with pyro.poutine.trace(param_only=True) as params:
+            loss = elbo.loss_and_grads(model, q, *args, **kwargs)
+        grads = {}
+        for name, site in params.trace.nodes.items():
+            p = site["value"].unconstrained()
+            grads[name] = p.grad.clone()
+            p.grad = None
+        results.append((loss, grads))
+    (loss_jit, g_jit), (loss_eager, g_eager) = results
+    assert {"s_prior_loc", "s_prior_scale"} <= set(g_jit)
+    assert loss_jit == pytest.approx(loss_eager, rel=1e-10)
+    assert set(g_jit) == set(g_eager)
+    for name in g_jit:
+        torch.testing.assert_close(g_jit[name], g_eager[name], msg=name)
+    assert float(g_jit["s_prior_loc"].abs()) > 0
+
+
+def test_fit_restores_the_thread_count(tiny_spheres):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pyro.set_rng_seed(0)
+        svi.fit(Flat(), tiny_spheres, members=5, threads=1, **TINY)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

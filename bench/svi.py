@@ -1,0 +1,90 @@
+"""Milliseconds per SVI step at the paper's scale: Pyro's ``AutoMultivariateNormal`` (the
+path before issue 3b) against the default guide, for SVI and Hier. SVI.
+
+Each configuration is one ``svi.fit`` run of ``--warmup + --steps`` steps (the paper's SGD
+with momentum, minibatches of 100, the per-datum loss); ``svi.fit`` times the steps after
+its first 50 (the jit compiles at step 0), wall clock and process CPU time. The CPU time is
+the steadier number on a shared machine; the load average is printed beside it.
+
+    python bench/svi.py [--steps 300] [--warmup 50] [--dim 500] [--n-train 1000]
+                        [--models flat,hier] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import pyro
+import torch
+
+from bayes_spheres.data import load_spheres
+from bayes_spheres.inference import svi
+from bayes_spheres.models import Flat, Hierarchical
+
+PAPER_STEPS = 50_000
+
+# (label, model key, svi.fit settings); "before" is the default before issue 3b.
+HIER = {"guide": "direction_scale"}
+CONFIGS = [
+    ("SVI, before: AutoMultivariateNormal, jit, validation on", "flat",
+     {"pyro_mvn": True, "validate": True}),
+    ("SVI, now (default): fast guide, jit, validation off", "flat", {}),
+    ("SVI, fast guide, eager, validation off", "flat", {"jit": False}),
+    ("Hier. SVI, before: AutoMultivariateNormal, eager, valid. on", "hier",
+     {**HIER, "pyro_mvn": True, "jit": False, "validate": True}),
+    ("Hier. SVI, now (default): fast guide, jit, validation off", "hier", HIER),
+    ("Hier. SVI, fast guide, eager, validation off", "hier", {**HIER, "jit": False}),
+]  # fmt: skip
+
+
+def make_model(key: str):
+    return Flat() if key == "flat" else Hierarchical(centered=False, learn_prior=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--dim", type=int, default=500)
+    parser.add_argument("--n-train", type=int, default=1000)
+    parser.add_argument("--models", default="flat,hier")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_default_dtype(torch.float64)
+    svi.STEPS_BEFORE_TIMING = args.warmup
+    data = load_spheres(args.dim, args.n_train, 10)
+    wanted = set(args.models.split(","))
+
+    print(
+        f"D = {args.dim}, N = {args.n_train}, torch threads {torch.get_num_threads()}, "
+        f"{args.steps} timed steps after {args.warmup}; load average before: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(f"{'configuration':<58} {'ms/step':>8} {'cpu ms':>8} {'50k steps':>10}")
+    for label, key, settings in CONFIGS:
+        if key not in wanted:
+            continue
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        post = svi.fit(
+            make_model(key),
+            data,
+            members=10,
+            num_steps=args.warmup + args.steps,
+            progress=False,
+            **settings,
+        )
+        info = post.info["svi"]
+        minutes = info["step_ms"] * PAPER_STEPS / 6e4
+        print(
+            f"{label:<58} {info['step_ms']:>8.2f} {info['step_cpu_ms']:>8.2f} "
+            f"{minutes:>7.1f} min   (load {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
