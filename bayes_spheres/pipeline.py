@@ -135,6 +135,16 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **plan.attack_settings
         )
         points.save(out / "adversarial_points.npz")
+    extra_attacks = {}
+    for name, (attack, settings) in plan.extra_attacks.items():
+        with timings(f"attack_{name}"):
+            found = attack(ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **settings)
+            found.save(out / f"adversarial_points_{name}.npz")
+            extra_attacks[name] = {
+                "adversarial_error": M.adversarial_error(found),
+                "adversarial_error_max": M.adversarial_error_max(found),
+                "adversarial_error_by_sphere": M.adversarial_error_by_sphere(found),
+            }
     resampled = None
     if plan.resample:
         with timings("resample"):
@@ -158,6 +168,7 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             "worst_case_by_sphere": M.worst_case_by_sphere(ensemble, data.radii),
             "resampled_error": resampled,
             "inference_info": posterior.info,
+            "extra_attacks": extra_attacks,
             "row": OmegaConf.to_container(cfg.row) if cfg.get("row") else None,
             "config_digest": digest,
         }

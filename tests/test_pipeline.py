@@ -19,7 +19,7 @@ METRIC_KEYS = {
     "model", "inference", "attack", "seed", "dim", "n_train", "n_val", "members",
     "avg_confidence", "validation_error", "adversarial_error", "adversarial_error_max",
     "adversarial_error_by_sphere", "worst_case_by_sphere", "resampled_error",
-    "inference_info", "timings", "row", "config_digest",
+    "inference_info", "timings", "row", "config_digest", "extra_attacks",
 }  # fmt: skip
 
 
@@ -191,8 +191,10 @@ def test_every_config_combination_runs_at_tiny_scale(compose, tmp_path, model, i
     """Every model x inference x attack in conf/ either runs end to end at a tiny scale or is
     refused up front as an unsupported pair."""
     tiny = ["data.dim=5", "data.n_train=40", "data.n_val=100", "members=3"]
-    if attack == "pgd":
+    if attack in ("pgd", "simplex"):
         tiny += ["attack.restarts_per_sphere=2", "attack.max_steps=50"]
+    if attack == "simplex":
+        tiny += ["attack.vertex_starts=1"]
     if inference == "svi":
         tiny += ["inference.num_steps=50"]
     cfg = compose([f"model={model}", f"inference={inference}", f"attack={attack}", *tiny])

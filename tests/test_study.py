@@ -188,6 +188,7 @@ def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         "hydra.callbacks.table1.figure=false",
         "hydra.launcher.n_jobs=1",
+        "extra_attacks.simplex.vertex_starts=2",
         *extra,
     ]
     return subprocess.run(
@@ -280,6 +281,7 @@ def test_every_experiment_config_runs_at_quick_scale(tmp_path, experiment):
         shrink = {"data.n_train": "data.n_train=40,80", "data.dim": "data.dim=4,6"}
         swept = [shrink[k] for k in cfg.hydra.sweeper.params if k in shrink]
         args = [f"experiment={experiment}", *TINY, *swept, "seed=0"]
+        args.append("extra_attacks.simplex.vertex_starts=1")
         args += [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.n_jobs=1"]
         if "table1" in cfg.hydra.callbacks:
             args.append("hydra.callbacks.table1.figure=false")
