@@ -105,7 +105,7 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"\n{r['run']}  (S = {r['members']}, D = {r['dim']}, pgd step {step})")
     print(
         "sphere | pgd mean / max | simplex mean / max (random starts: mean) | best vertex | "
-        "certified bound | saved pgd mean / max"
+        "certified bound | saved points (the run's own attack) mean / max"
     )
     for name in M.SPHERES:
         pg, sx, sr, wc = (
