@@ -153,8 +153,11 @@ def validate(cfg: DictConfig) -> Plan:
         "inference", cfg.inference, fit, reserved=("model", "data", "members", "seed", "progress")
     )
     inference_name = cfg.inference.get("name") or fit.__module__.rsplit(".", 1)[-1]
+    # `models` lists the built-in models an inference method takes; a model added by a user
+    # (a SphereModel subclass outside ModelName) is the user's to pair, so it is not refused.
     supported = list(cfg.inference.get("models") or [m.value for m in ModelName])
-    if model.name not in supported:
+    built_in = str(model.name) in {m.value for m in ModelName}
+    if built_in and model.name not in supported:
         raise ConfigError(
             f"model={model.name} with inference={inference_name} is not "
             f"supported; models for {inference_name}: {', '.join(supported)}"

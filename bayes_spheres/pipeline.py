@@ -152,7 +152,7 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             resampled = M.resampled_error(points, second.ensemble)
     with timings("metrics"):
         result = {
-            "model": plan.model.name.value,
+            "model": str(plan.model.name),
             "inference": plan.inference_name,
             "attack": plan.attack_name,
             "seed": cfg.seed,
