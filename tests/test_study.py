@@ -105,6 +105,7 @@ def fake_run(root: Path, row: str, seed: int, adv: float, conf: float, resampled
         "seed": seed,
         "avg_confidence": conf,
         "adversarial_error": adv,
+        "adversarial_error_max": adv + 0.2,
         "resampled_error": resampled,
         "adversarial_error_by_sphere": {
             "inner": {"mean": adv - 0.1, "max": adv},
@@ -139,6 +140,22 @@ def test_table1_rows_mean_standard_error_and_difference_from_the_paper(tmp_path)
     map_row = rows[0]
     assert map_row["adversarial_error_se"] is None  # one seed: no error bar
     assert map_row["resampled_error"] is None and map_row["diff_resampled_error"] is None
+
+
+def test_readings_fit_measures_each_reading_against_the_paper(tmp_path):
+    fake_run(tmp_path, "mcmc", 0, adv=0.5, conf=0.97)  # inner 0.4, outer 0.6, max 0.7
+    fake_run(tmp_path, "map", 0, adv=0.8, conf=1.0)  # inner 0.7, outer 0.9, max 1.0
+    fits = report.readings_fit(report.table1_rows(report.collect(tmp_path)))
+    paper = {"map": 0.999, "mcmc": 0.558}
+    expected = {
+        "mean over both spheres (reported)": (abs(0.8 - paper["map"]) + abs(0.5 - 0.558)) / 2,
+        "inner sphere": (abs(0.7 - paper["map"]) + abs(0.4 - 0.558)) / 2,
+        "outer sphere": (abs(0.9 - paper["map"]) + abs(0.6 - 0.558)) / 2,
+        "max over restarts": (abs(1.0 - paper["map"]) + abs(0.7 - 0.558)) / 2,
+    }
+    assert set(fits) == set(expected)
+    for name, value in expected.items():
+        assert fits[name] == (pytest.approx(value), 2)
 
 
 def test_write_table1_makes_markdown_and_csv(tmp_path):
