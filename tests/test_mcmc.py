@@ -19,6 +19,7 @@ from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import mcmc
 from bayes_spheres.inference.potential import FlatPotential
 from bayes_spheres.kernels import Slice
+from bayes_spheres.kernels.targets import PotentialTarget
 from bayes_spheres.models import Flat, Hierarchical, SharedMean
 from bayes_spheres.pipeline import run
 
@@ -47,6 +48,23 @@ def test_fast_path_log_density_matches_pyro(small_data):
     exact = -torch.stack([potential(t) for t in theta])
     diff = target.log_density(theta) - exact
     torch.testing.assert_close(diff, diff[0].expand(5))  # equal up to a constant
+
+
+@pytest.mark.parametrize("model", [Flat(), SharedMean(sigma_mu=3.0, sigma=0.5)])
+def test_fast_scaling_ray_matches_the_log_density(small_data, model):
+    """LogisticTarget's O(N) density along e^s theta (the offset does not scale) equals its
+    log density at the scaled points, and Pyro's potential's up to one constant."""
+    target = mcmc.logistic_target(model, small_data.phi_train, small_data.y_train)
+    potential = FlatPotential.from_model(model, small_data.phi_train, small_data.y_train)
+    generic = PotentialTarget(potential)
+    gen = torch.Generator().manual_seed(1)
+    theta = torch.randn(3, potential.size, generator=gen, dtype=torch.float64)
+    s = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    points = (torch.exp(s)[..., None] * theta[:, None]).reshape(12, -1)
+    fast = target.scaling_ray(theta)(s)
+    torch.testing.assert_close(fast, target.log_density(points).reshape(3, 4))
+    diff = fast - generic.scaling_ray(theta)(s)
+    torch.testing.assert_close(diff, diff[0, 0].expand(3, 4))
 
 
 def test_hierarchical_models_take_the_generic_path(small_data):

@@ -6,6 +6,11 @@ Directions are the coordinates, or the eigenvectors of the posterior covariance 
 the warm-up draws (``factor``): along the eigenvectors a Gaussian posterior factorises, so one
 sweep is then an independent draw however strongly the coordinates are correlated. The widths
 follow Tibbits et al.'s rule: expansions and shrinks should balance (Sec. 3.3).
+
+Each sweep can end with ``scale_moves`` updates of the scale: ``theta <- g theta`` with ``g``
+from the generalized Gibbs conditional of Liu & Sabatti (2000). Univariate updates change the
+radius ``|theta|`` only slowly when the posterior is a large, nearly isotropic prior cut by
+constraints (the flat model on separable data); one scale move redraws it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from enum import StrEnum
 import torch
 from torch import Tensor
 
-from bayes_spheres.kernels.steps import slice_update
+from bayes_spheres.kernels.steps import scale_update, slice_update
 from bayes_spheres.kernels.targets import Target
 
 # Fractions of the warm-up at which the covariance is re-estimated from the draws since the
@@ -52,7 +57,9 @@ class SliceSampler:
     """Sweeps of slice updates over C chains; adapts during the first ``warmup`` sweeps.
 
     ``init_width``: the interval width before adaptation (unconstrained space); ``max_steps``:
-    Neal's ``m``; ``adapt_every``: sweeps between width adjustments in warm-up.
+    Neal's ``m``; ``adapt_every``: sweeps between width adjustments in warm-up;
+    ``scale_moves``: scale moves (Liu & Sabatti 2000) at the end of each sweep, 0 for none;
+    their width in ``log g`` starts at ``init_width`` and adapts like the others.
     """
 
     def __init__(
@@ -63,20 +70,24 @@ class SliceSampler:
         init_width: float = 1.0,
         max_steps: int = 20,
         adapt_every: int = 5,
+        scale_moves: int = 0,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
     ) -> None:
-        if init_width <= 0 or max_steps < 1 or adapt_every < 1 or warmup < 0:
+        if init_width <= 0 or max_steps < 1 or adapt_every < 1 or warmup < 0 or scale_moves < 0:
             raise ValueError(
                 f"init_width={init_width}, max_steps={max_steps}, adapt_every={adapt_every}, "
-                f"warmup={warmup}: need init_width > 0, max_steps, adapt_every >= 1, warmup >= 0"
+                f"warmup={warmup}, scale_moves={scale_moves}: need init_width > 0, max_steps, "
+                "adapt_every >= 1, warmup, scale_moves >= 0"
             )
         self.directions = Directions(directions)
         self.warmup, self.max_steps, self.adapt_every = warmup, max_steps, adapt_every
         self.generator = generator
         self.basis = torch.eye(dim, dtype=dtype, device=device)
         self.widths = torch.full((dim,), float(init_width), dtype=dtype, device=device)
+        self.scale_moves, self.scale_width = scale_moves, float(init_width)
+        self._scale_counts = [0.0, 0.0]  # expansions, shrinks of the scale moves in warm-up
         self.iteration = 0
         self.calls = self.updates = 0
         self._ends = window_ends(warmup) if self.directions is Directions.FACTOR else []
@@ -93,7 +104,8 @@ class SliceSampler:
         return self.calls / max(self.updates, 1)
 
     def sweep(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
-        """One update along every direction, in random order; returns ``(theta, logp)``."""
+        """One update along every direction, in random order, then ``scale_moves`` scale moves;
+        returns ``(theta, logp)``."""
         lines = target.lines(theta, self.basis)
         order = torch.randperm(len(self.widths), generator=self.generator)
         widths = self.widths.tolist()
@@ -107,10 +119,24 @@ class SliceSampler:
                 self._shrinks[k] += step.shrinks.sum()
         self.updates += len(widths)
         theta = lines.theta
+        for _ in range(self.scale_moves):
+            theta, logp = self._scale_move(target, theta, logp)
         if self.warming_up:
             self._adapt(theta)
         self.iteration += 1
         return theta, logp
+
+    def _scale_move(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
+        step = scale_update(
+            target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width, self.max_steps,
+            self.generator,
+        )  # fmt: skip
+        self.calls += step.calls
+        self.updates += 1
+        if self.warming_up:
+            self._scale_counts[0] += float(step.expansions.sum())
+            self._scale_counts[1] += float(step.shrinks.sum())
+        return theta * torch.exp(step.t)[:, None], step.logp
 
     def _adapt(self, theta: Tensor) -> None:
         done = self.iteration + 1
@@ -120,6 +146,11 @@ class SliceSampler:
             self.widths = self.widths * ratio.clamp(*WIDTH_FACTOR_RANGE)
             self._expansions.zero_()
             self._shrinks.zero_()
+            if self.scale_moves:
+                e, s = self._scale_counts
+                self.scale_width *= min(max(2.0 * (e + 1) / (e + s + 2), WIDTH_FACTOR_RANGE[0]),
+                                        WIDTH_FACTOR_RANGE[1])  # fmt: skip
+                self._scale_counts = [0.0, 0.0]
         if self._ends and done <= self._ends[-1]:
             self._window.append(theta.clone())
         if done in self._ends:

@@ -37,6 +37,7 @@ class Slice(MCMCKernel):
         warm-up draws, Tibbits et al. 2014).
     :param init_width: initial interval width in unconstrained space (adapted in warm-up).
     :param max_steps: Neal's ``m``: the most widths stepping-out may span.
+    :param scale_moves: scale moves ``theta <- g theta`` per sweep (Liu & Sabatti 2000).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class Slice(MCMCKernel):
         directions: Directions | str = Directions.FACTOR,
         init_width: float = 1.0,
         max_steps: int = 20,
+        scale_moves: int = 0,
         init_strategy: Callable = init_to_uniform,
     ) -> None:
         if (model is None) == (potential_fn is None):
@@ -55,12 +57,15 @@ class Slice(MCMCKernel):
             raise ValueError(f"init_width={init_width!r}: must be a positive number")
         if not (isinstance(max_steps, int) and max_steps >= 1):
             raise ValueError(f"max_steps={max_steps!r}: must be an integer >= 1")
+        if not (isinstance(scale_moves, int) and scale_moves >= 0):
+            raise ValueError(f"scale_moves={scale_moves!r}: must be an integer >= 0")
         self.model = model
         self.potential_fn = potential_fn
         self.transforms = transforms or {}
         self.directions = Directions(directions)
         self.init_width = float(init_width)
         self.max_steps = max_steps
+        self.scale_moves = scale_moves
         self.init_strategy = init_strategy
         self._initial_params: dict[str, Tensor] | None = None
         self._sampler: SliceSampler | None = None
@@ -90,6 +95,7 @@ class Slice(MCMCKernel):
             warmup=warmup_steps,
             init_width=self.init_width,
             max_steps=self.max_steps,
+            scale_moves=self.scale_moves,
             dtype=some.dtype,
             device=some.device,
         )

@@ -57,23 +57,20 @@ def step_out(
     The two sides expand independently in Neal's procedure, so both ends are tested in the
     same call. Returns ``(left, right, expansions [C], calls)``.
     """
-    width = right - left
-    expansions = torch.zeros_like(level, dtype=torch.long)
-    active_l, active_r = steps_left > 0, steps_right > 0
+    # Both ends as one [C, 2] tensor: a handful of tensor ops per call, since at C ~ 4 chains
+    # the per-op overhead, not the arithmetic, is what a call costs.
+    ends = torch.stack([left, right], dim=-1)
+    step = (right - left)[:, None] * torch.tensor([-1.0, 1.0], dtype=ends.dtype, device=ends.device)
+    budget = torch.stack([steps_left, steps_right], dim=-1)
+    steps, active, level2 = budget, budget > 0, level[:, None]
     calls = 0
-    while bool((active_l | active_r).any()):
-        f = logp_along(torch.stack([left, right], dim=-1))
+    while bool(active.any()):
+        grow = active & (logp_along(ends) > level2)
         calls += 1
-        grow_l = active_l & (f[:, 0] > level)
-        grow_r = active_r & (f[:, 1] > level)
-        left = torch.where(grow_l, left - width, left)
-        right = torch.where(grow_r, right + width, right)
-        steps_left = steps_left - grow_l.long()
-        steps_right = steps_right - grow_r.long()
-        expansions += grow_l.long() + grow_r.long()
-        active_l = grow_l & (steps_left > 0)
-        active_r = grow_r & (steps_right > 0)
-    return left, right, expansions, calls
+        ends = torch.addcmul(ends, grow, step)
+        steps = steps - grow.long()
+        active = grow & (steps > 0)
+    return ends[:, 0], ends[:, 1], (budget - steps).sum(-1), calls
 
 
 def shrink(
@@ -89,28 +86,29 @@ def shrink(
     Returns ``(t [C], logp at t [C], shrinks [C], calls)``. A chain whose interval shrinks
     :data:`MAX_SHRINKS` times (only possible through rounding) stays at ``t = 0``.
     """
-    done = torch.zeros_like(level, dtype=torch.bool)
-    t = torch.zeros_like(level)
-    logp = torch.full_like(level, float("nan"))
     shrinks = torch.zeros_like(level, dtype=torch.long)
     calls = 0
-    while not bool(done.all()):
+    while True:
         u = torch.rand(level.shape, generator=generator, dtype=level.dtype, device=level.device)
-        candidate = left + u * (right - left)
+        candidate = torch.lerp(left, right, u)
         f = logp_along(candidate[:, None])[:, 0]
         calls += 1
-        accept = ~done & (f > level)
-        t = torch.where(accept, candidate, t)
-        logp = torch.where(accept, f, logp)
-        reject = ~done & ~accept
-        left = torch.where(reject & (candidate < 0), candidate, left)
-        right = torch.where(reject & (candidate >= 0), candidate, right)
-        shrinks += reject.long()
-        done = done | accept | (shrinks >= MAX_SHRINKS)
-    stuck = torch.isnan(logp)
-    if bool(stuck.any()):
-        logp = torch.where(stuck, logp_along(torch.zeros_like(level)[:, None])[:, 0], logp)
-    return t, logp, shrinks, calls
+        accept = f > level
+        if bool(accept.all()) or calls >= MAX_SHRINKS:
+            break
+        # A chain that accepted collapses its interval onto its point, so later draws return it
+        # again with the same density: no mask of finished chains is needed.
+        below = candidate < 0
+        left = torch.where(accept | below, candidate, left)
+        right = torch.where(accept | ~below, candidate, right)
+        shrinks += ~accept
+    if calls >= MAX_SHRINKS and not bool(accept.all()):
+        # Every chain that has not accepted by now rejected every candidate: it stays put.
+        shrinks += ~accept
+        zero = torch.zeros_like(level)
+        f = torch.where(accept, f, logp_along(zero[:, None])[:, 0])
+        candidate = torch.where(accept, candidate, zero)
+    return candidate, f, shrinks, calls
 
 
 def slice_update(
@@ -128,15 +126,42 @@ def slice_update(
     then the interval is stepped out and shrunk. Leaves the density along the line invariant.
     """
     shape, kw = logp0.shape, {"dtype": logp0.dtype, "device": logp0.device}
-    level = logp0 + torch.log(torch.rand(shape, generator=generator, **kw))
-    width = torch.as_tensor(width, **kw).expand(shape)
-    left = -width * torch.rand(shape, generator=generator, **kw)
+    u = torch.rand((3, *shape), generator=generator, **kw)
+    level = logp0 + torch.log(u[0])
+    left = -width * u[1]
     right = left + width
-    v = torch.rand(shape, generator=generator, **kw)
-    steps_left = torch.floor(max_steps * v).long()
+    steps_left = (max_steps * u[2]).long()  # floor: u >= 0
     steps_right = max_steps - 1 - steps_left
     left, right, expansions, calls_out = step_out(
         logp_along, level, left, right, steps_left, steps_right
     )
     t, logp, shrinks, calls_in = shrink(logp_along, level, left, right, generator)
     return SliceStep(t, logp, expansions, shrinks, calls_out + calls_in)
+
+
+def scale_update(
+    logp_ray: LogDensityAlong,
+    logp0: Tensor,
+    dim: int,
+    width: Tensor | float = 1.0,
+    max_steps: int = 20,
+    generator: torch.Generator | None = None,
+) -> SliceStep:
+    """One scale move ``theta <- g theta`` per chain: the generalized Gibbs update for the
+    multiplicative group (Liu & Sabatti 2000, "Generalized Gibbs sampler and multigrid Monte
+    Carlo", JASA 95(451)), drawn by a slice update (Neal 2003) on ``s = log g``.
+
+    ``logp_ray`` maps ``s [C, J]`` to ``log p(e^s theta)`` (``logp0`` [C] at ``s = 0``);
+    ``dim`` is ``P``, the length of ``theta``. Liu & Sabatti draw ``g`` from
+    ``p(g theta) |g|^(P - 1) dg`` (the left-Haar measure of the group is ``dg / g``); in
+    ``s`` that is ``p(e^s theta) e^(P s) ds``, so the update slice-samples
+    ``log p(e^s theta) + P s``; this leaves ``p`` invariant whatever it is. Returns the step
+    with ``t = s`` and ``logp`` the target's log density at ``e^s theta`` (Jacobian removed).
+    """
+
+    def log_density_of_s(s: Tensor) -> Tensor:
+        return logp_ray(s) + dim * s
+
+    step = slice_update(log_density_of_s, logp0, width, max_steps, generator)
+    step.logp = step.logp - dim * step.t
+    return step

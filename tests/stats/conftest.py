@@ -21,13 +21,17 @@ def run_slice(
     chains: int = 2,
     directions: str = "factor",
     seed: int = 0,
+    scale_moves: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Constrained draws [chain, draw, ...] of every latent site of ``model``."""
+    """Constrained draws [chain, draw, ...] of every latent site of ``model``; ``scale_moves``
+    scale moves (Liu & Sabatti 2000) end each sweep."""
     potential = FlatPotential.from_model(model)
     gen = torch.Generator().manual_seed(seed)
     theta = 4.0 * torch.rand(chains, potential.size, generator=gen) - 2.0
     target = PotentialTarget(potential)
-    sampler = SliceSampler(potential.size, directions, warmup=warmup, generator=gen)
+    sampler = SliceSampler(
+        potential.size, directions, warmup=warmup, scale_moves=scale_moves, generator=gen
+    )
     kept = []
     with torch.no_grad():
         logp = target.log_density(theta)
