@@ -42,7 +42,9 @@ def slice_row(data, model, directions: str, args) -> dict:
     info = post.info["mcmc"]
     how = (
         f"{args.chains} chains x ({args.warmup} warm-up + {args.draws}) sweeps, vectorised, "
-        f"{info['path']} path, {info['evaluations_per_update']:.1f} evals/update"
+        f"{info['path']} path, {info['scale_moves']} scale moves/sweep, "
+        f"{info['evaluations_per_update']:.1f} evals/update, "
+        f"{info['seconds_per_sweep']:.2f} s/sweep"
     )
     return dict(method=f"slice ({directions})", seconds=seconds, ess=ess, how=how,
                 rhat=post.info["convergence"]["rhat_max"])  # fmt: skip
@@ -132,6 +134,7 @@ def main() -> None:
             f"{np.median(r['ess']) / r['seconds']:>13.3f} {r['seconds']:>8.1f} {r['rhat']:>9.3f}"
             f"   {r['how']}"
         )
+    print("Pyro NUTS's rate is extrapolated from its few steps (see its row), not a full run.")
     if numpyro_row is None:
         print("NumPyro NUTS         skipped: numpyro is not installed (optional bench extra)")
 
