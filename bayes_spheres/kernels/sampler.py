@@ -36,6 +36,7 @@ class Directions(StrEnum):
 
     COORDINATE = "coordinate"
     FACTOR = "factor"
+    HAMILTONIAN = "hamiltonian"  # along Hamiltonian trajectories: kernels.hamiltonian
 
 
 def window_ends(warmup: int) -> list[int]:
@@ -82,6 +83,8 @@ class SliceSampler:
                 "adapt_every >= 1, warmup, scale_moves >= 0"
             )
         self.directions = Directions(directions)
+        if self.directions is Directions.HAMILTONIAN:
+            raise ValueError("directions='hamiltonian': use HamiltonianSliceSampler")
         self.warmup, self.max_steps, self.adapt_every = warmup, max_steps, adapt_every
         self.generator = generator
         self.basis = torch.eye(dim, dtype=dtype, device=device)
@@ -102,6 +105,13 @@ class SliceSampler:
     @property
     def calls_per_update(self) -> float:
         return self.calls / max(self.updates, 1)
+
+    def info(self) -> dict:
+        return {
+            "evaluations_per_update": round(self.calls_per_update, 3),
+            "width_median": float(self.widths.median()),
+            "scale_width": self.scale_width,
+        }
 
     def sweep(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
         """One update along every direction, in random order, then ``scale_moves`` scale moves;

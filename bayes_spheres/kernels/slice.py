@@ -1,4 +1,5 @@
-"""``Slice``: a Pyro :class:`~pyro.infer.mcmc.MCMCKernel` for (factor) slice sampling.
+"""``Slice``: a Pyro :class:`~pyro.infer.mcmc.MCMCKernel` for (factor) slice sampling, or
+slice sampling along Hamiltonian trajectories (``directions="hamiltonian"``).
 
 A thin shell over :class:`~bayes_spheres.kernels.sampler.SliceSampler` (Neal 2003; Tibbits et
 al. 2014), in the shape of Pyro's ``RandomWalkKernel``: ``setup`` builds the potential with
@@ -23,6 +24,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 
+from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
 from bayes_spheres.kernels.targets import PotentialTarget
 
@@ -38,6 +40,9 @@ class Slice(MCMCKernel):
     :param init_width: initial interval width in unconstrained space (adapted in warm-up).
     :param max_steps: Neal's ``m``: the most widths stepping-out may span.
     :param scale_moves: scale moves ``theta <- g theta`` per sweep (Liu & Sabatti 2000).
+    :param trajectory: ``directions="hamiltonian"`` only: the length in time of the
+        trajectories along which the slice is sampled (unit mass; step size adapted in warm-up;
+        :mod:`bayes_spheres.kernels.hamiltonian`).
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class Slice(MCMCKernel):
         init_width: float = 1.0,
         max_steps: int = 20,
         scale_moves: int = 0,
+        trajectory: float = 3.0,
         init_strategy: Callable = init_to_uniform,
     ) -> None:
         if (model is None) == (potential_fn is None):
@@ -66,9 +72,12 @@ class Slice(MCMCKernel):
         self.init_width = float(init_width)
         self.max_steps = max_steps
         self.scale_moves = scale_moves
+        if not (isinstance(trajectory, int | float) and trajectory > 0):
+            raise ValueError(f"trajectory={trajectory!r}: must be a positive number")
+        self.trajectory = float(trajectory)
         self.init_strategy = init_strategy
         self._initial_params: dict[str, Tensor] | None = None
-        self._sampler: SliceSampler | None = None
+        self._sampler: SliceSampler | HamiltonianSliceSampler | None = None
         self._theta: Tensor | None = None
         self._logp: Tensor | None = None
         super().__init__()
@@ -89,16 +98,26 @@ class Slice(MCMCKernel):
         some = next(iter(self._initial_params.values()))
         size = sum(math.prod(s) for s in self._shapes.values())
         self._target = PotentialTarget(lambda theta: self.potential_fn(self._unravel(theta)))
-        self._sampler = SliceSampler(
-            size,
-            self.directions,
-            warmup=warmup_steps,
-            init_width=self.init_width,
-            max_steps=self.max_steps,
-            scale_moves=self.scale_moves,
-            dtype=some.dtype,
-            device=some.device,
-        )
+        if self.directions is Directions.HAMILTONIAN:
+            self._sampler = HamiltonianSliceSampler(
+                warmup_steps,
+                self.trajectory,
+                init_step=0.1,
+                scale_moves=self.scale_moves,
+                scale_width=self.init_width,
+                max_steps=self.max_steps,
+            )
+        else:
+            self._sampler = SliceSampler(
+                size,
+                self.directions,
+                warmup=warmup_steps,
+                init_width=self.init_width,
+                max_steps=self.max_steps,
+                scale_moves=self.scale_moves,
+                dtype=some.dtype,
+                device=some.device,
+            )
         self._theta = self._logp = None
 
     def _unravel(self, theta: Tensor) -> dict[str, Tensor]:
@@ -127,6 +146,11 @@ class Slice(MCMCKernel):
 
     def logging(self) -> OrderedDict:
         s = self._sampler
+        if isinstance(s, HamiltonianSliceSampler):
+            info = s.info()
+            return OrderedDict(
+                [("step", f"{info['step_size']:.2e}"), ("accept", f"{info['accept_mean']:.2f}")]
+            )
         width = float(s.widths.mean()) if s is not None else self.init_width
         calls = s.calls_per_update if s is not None else 0.0
         return OrderedDict([("width", f"{width:.2e}"), ("evals/update", f"{calls:.1f}")])
@@ -134,7 +158,4 @@ class Slice(MCMCKernel):
     def diagnostics(self) -> dict:
         """No divergences exist for slice sampling; the key lets ``arviz.from_pyro`` work."""
         s = self._sampler
-        return {
-            "divergences": [],
-            "evaluations per update": s.calls_per_update if s is not None else 0.0,
-        }
+        return {"divergences": [], **(s.info() if s is not None else {})}

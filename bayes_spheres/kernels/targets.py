@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bayes_spheres.kernels.hamiltonian import LinearLogistic, Splitting
 from bayes_spheres.kernels.steps import LogDensityAlong
 
 
@@ -46,6 +47,12 @@ class Target(Protocol):
         the scaling group's orbit, for the scale move (Liu & Sabatti 2000)."""
         ...
 
+    def splitting(self, like: Tensor) -> Splitting:
+        """The target as an exact Gaussian part and a rest with gradients, for the
+        ``hamiltonian`` mode (:mod:`bayes_spheres.kernels.hamiltonian`); ``like`` gives the
+        size, dtype and device."""
+        ...
+
 
 class PotentialTarget:
     """Any ``potential(theta [P]) -> -log p`` (e.g. Pyro's ``potential_fn`` on a flat vector).
@@ -69,6 +76,20 @@ class PotentialTarget:
             return self.log_density(points.reshape(-1, theta.shape[-1])).reshape(s.shape)
 
         return logp
+
+    def splitting(self, like: Tensor) -> Splitting:
+        """No Gaussian part: the whole log density is the rest, its gradient by autograd."""
+
+        def rest(z: Tensor) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                zz = z.detach().requires_grad_(True)
+                logp = -torch.stack([self.potential(t) for t in zz]).reshape(len(zz))
+                (grad,) = torch.autograd.grad(logp.sum(), zz)
+            return logp.detach(), grad
+
+        p = like.shape[-1]
+        eye = torch.eye(p, dtype=like.dtype, device=like.device)
+        return Splitting(rest, like.new_zeros(p), eye, gaussian=False)
 
 
 class _PotentialLines:
@@ -115,6 +136,22 @@ class LogisticTarget:
 
     def log_density(self, theta: Tensor) -> Tensor:
         return self.log_likelihood(theta) + self.log_prior(theta)
+
+    def splitting(self, like: Tensor | None = None) -> Splitting:
+        """The prior as the Gaussian part: ``theta = m + L z``, ``L L' = Q^-1``, ``m = Q^-1 h``;
+        the rest is the likelihood, ``a = (s X L) z + s (X m + a0)``, O(N P) per chain."""
+        cov = torch.linalg.inv(self.q)
+        chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        mean = cov @ self.h
+        a_z = self.sx @ chol  # [N, P]
+        a_z_t = a_z.T.contiguous()
+        a_0 = self.sx @ mean + self.sz0
+
+        def rest(z: Tensor) -> tuple[Tensor, Tensor]:
+            a = torch.addmm(a_0, z, a_z_t)
+            return F.logsigmoid(a).sum(-1), torch.sigmoid(-a) @ a_z
+
+        return Splitting(rest, mean, chol, gaussian=True, linear=LinearLogistic(a_z, a_0))
 
     def lines(self, theta: Tensor, directions: Tensor) -> _LogisticLines:
         if self._basis is not directions:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from bayes_spheres.inference.potential import FlatPotential
+from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
 from bayes_spheres.kernels.sampler import SliceSampler
 from bayes_spheres.kernels.targets import PotentialTarget
 
@@ -22,16 +23,24 @@ def run_slice(
     directions: str = "factor",
     seed: int = 0,
     scale_moves: int = 0,
+    trajectory: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """Constrained draws [chain, draw, ...] of every latent site of ``model``; ``scale_moves``
-    scale moves (Liu & Sabatti 2000) end each sweep."""
+    scale moves (Liu & Sabatti 2000) end each sweep. ``directions="hamiltonian"`` runs
+    :class:`HamiltonianSliceSampler` with trajectories of length ``trajectory``."""
     potential = FlatPotential.from_model(model)
     gen = torch.Generator().manual_seed(seed)
     theta = 4.0 * torch.rand(chains, potential.size, generator=gen) - 2.0
     target = PotentialTarget(potential)
-    sampler = SliceSampler(
-        potential.size, directions, warmup=warmup, scale_moves=scale_moves, generator=gen
-    )
+    sampler: SliceSampler | HamiltonianSliceSampler
+    if directions == "hamiltonian":
+        sampler = HamiltonianSliceSampler(
+            warmup, trajectory, init_step=0.1, scale_moves=scale_moves, generator=gen
+        )
+    else:
+        sampler = SliceSampler(
+            potential.size, directions, warmup=warmup, scale_moves=scale_moves, generator=gen
+        )
     kept = []
     with torch.no_grad():
         logp = target.log_density(theta)
@@ -52,8 +61,10 @@ def assert_mean(draws: np.ndarray, truth: float | np.ndarray, k: float = 4.0) ->
         ess = float(az.ess(x))
         mcse = x.std() / np.sqrt(ess)
         err = abs(x.mean() - truth[j])
-        assert err < k * mcse, f"coordinate {j}: mean {x.mean():.4f}, truth {truth[j]:.4f}, "
-        f"MCSE {mcse:.4f} (ESS {ess:.0f})"
+        assert err < k * mcse, (
+            f"coordinate {j}: mean {x.mean():.4f}, truth {truth[j]:.4f}, "
+            f"MCSE {mcse:.4f} (ESS {ess:.0f})"
+        )
         assert ess > 50, f"coordinate {j}: ESS {ess:.0f} too small to test"
 
 

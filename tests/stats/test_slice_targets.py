@@ -15,7 +15,7 @@ import torch
 from tests.stats.conftest import assert_mean, assert_rhat, run_slice
 
 
-@pytest.mark.parametrize("directions", ["coordinate", "factor"])
+@pytest.mark.parametrize("directions", ["coordinate", "factor", "hamiltonian"])
 def test_standard_normal(directions):
     def model():
         pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
@@ -56,42 +56,46 @@ def test_correlated_gaussian_mixes_better_along_factor_directions():
     assert float(az.ess(x[..., 0])) > 5 * float(az.ess(coordinate[..., 0]))
 
 
-def test_skewed_positive_site():
+@pytest.mark.parametrize("directions", ["factor", "hamiltonian"])
+def test_skewed_positive_site(directions):
     """Gamma(2, 0.5) through Pyro's exp transform: mean 4, variance 8, skewness sqrt 2."""
 
     def model():
         pyro.sample("g", dist.Gamma(2.0, 0.5))
 
-    g = run_slice(model, draws=700)["g"]
+    g = run_slice(model, draws=700, directions=directions)["g"]
     assert bool((g > 0).all())
     assert_mean(g, 4.0)
     assert_mean(g**2, 8.0 + 16.0)
     assert_mean(np.log(g), float(torch.digamma(torch.tensor(2.0))) - math.log(0.5))
 
 
-def test_log_normal_is_not_mirrored():
+@pytest.mark.parametrize("directions", ["factor", "hamiltonian"])
+def test_log_normal_is_not_mirrored(directions):
     def model():
         pyro.sample("s", dist.LogNormal(1.0, 0.5))
 
-    s = run_slice(model, draws=700)["s"]
+    s = run_slice(model, draws=700, directions=directions)["s"]
     assert_mean(s, math.exp(1.0 + 0.125))
     assert_mean(np.log(s), 1.0)
 
 
-def test_bounded_support_site():
+@pytest.mark.parametrize("directions", ["factor", "hamiltonian"])
+def test_bounded_support_site(directions):
     """Beta(2, 5) through Pyro's sigmoid transform: mean 2/7, all draws inside (0, 1)."""
 
     def model():
         pyro.sample("p", dist.Beta(2.0, 5.0))
 
-    p = run_slice(model, draws=700)["p"]
+    p = run_slice(model, draws=700, directions=directions)["p"]
     assert bool(((p > 0) & (p < 1)).all())
     assert_mean(p, 2 / 7)
     assert_mean(p**2, 2 / 7 * 3 / 8)
 
 
 @pytest.mark.slow
-def test_non_centered_funnel():
+@pytest.mark.parametrize("directions", ["factor", "hamiltonian"])
+def test_non_centered_funnel(directions):
     """Neal's funnel, non-centered: v ~ N(0, 3^2), x = exp(v / 2) z, z ~ N(0, I_4)."""
 
     def model():
@@ -99,7 +103,7 @@ def test_non_centered_funnel():
         z = pyro.sample("z", dist.Normal(torch.zeros(4), 1.0).to_event(1))
         pyro.deterministic("x", torch.exp(v / 2) * z)
 
-    draws = run_slice(model, draws=500)
+    draws = run_slice(model, draws=500, directions=directions)
     assert_mean(draws["v"], 0.0)
     assert_mean(draws["v"] ** 2, 9.0)
     assert_mean(draws["z"], 0.0)
@@ -110,7 +114,7 @@ MEAN5 = [1.0, -2.0, 0.5, 3.0, -1.0]
 SCALE5 = [1.0, 0.5, 2.0, 1.5, 0.3]
 
 
-@pytest.mark.parametrize("directions", ["coordinate", "factor"])
+@pytest.mark.parametrize("directions", ["coordinate", "factor", "hamiltonian"])
 def test_gaussian_with_non_zero_mean_and_scale_moves(directions):
     """N(m, diag s^2) in 5-D, m != 0, with 3 scale moves (Liu & Sabatti 2000) per sweep: the
     scale move changes every coordinate at once, so a wrong Jacobian biases all moments."""

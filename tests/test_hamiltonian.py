@@ -1,0 +1,200 @@
+"""Slice sampling along Hamiltonian trajectories (``directions=hamiltonian``): the pure steps
+exactly, the splitting of the study's logistic targets exactly, and the sampler against
+answers known in closed form or by quadrature (tolerances from the Monte Carlo standard
+error, fixed seeds)."""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bayes_spheres.kernels.hamiltonian import (
+    DualAveraging,
+    HamiltonianSliceSampler,
+    flow,
+    leapfrog,
+    slice_trajectory,
+)
+from bayes_spheres.kernels.targets import LogisticTarget, PotentialTarget
+
+DT = torch.float64
+
+
+def _target(n: int = 30, p: int = 3, seed: int = 0, scale: float = 1.0) -> LogisticTarget:
+    g = torch.Generator().manual_seed(seed)
+    x = scale * torch.randn(n, p, generator=g, dtype=DT)
+    y = (torch.rand(n, generator=g, dtype=DT) < 0.5).to(DT)
+    a = torch.randn(p, p, generator=g, dtype=DT)
+    q = a @ a.T + p * torch.eye(p, dtype=DT)
+    h = torch.randn(p, generator=g, dtype=DT)
+    return LogisticTarget(x, y, q, h, 0.3 * torch.randn(n, generator=g, dtype=DT))
+
+
+def test_gaussian_flow_is_a_rotation():
+    z, v = torch.randn(4, 3, dtype=DT), torch.randn(4, 3, dtype=DT)
+    z1, v1 = flow(z, v, math.pi / 2, gaussian=True)
+    torch.testing.assert_close(z1, v)
+    torch.testing.assert_close(v1, -z)
+    z2, v2 = flow(z, v, 0.37, gaussian=True)
+    energy = (z * z + v * v).sum(-1)
+    torch.testing.assert_close((z2 * z2 + v2 * v2).sum(-1), energy)
+    z3, v3 = flow(z, v, 0.5, gaussian=False)
+    torch.testing.assert_close(z3, z + 0.5 * v)
+    torch.testing.assert_close(v3, v)
+
+
+@pytest.mark.parametrize("gaussian", [True, False])
+def test_leapfrog_is_reversible(gaussian):
+    split = _target().splitting()
+    rest = split.rest
+    z0, v0 = torch.randn(5, 3, dtype=DT), torch.randn(5, 3, dtype=DT)
+    _, g = rest(z0)
+    z, v = z0, v0
+    for _ in range(25):
+        z, v, _, g = leapfrog(z, v, g, 0.05, rest, gaussian)
+    v = -v
+    for _ in range(25):
+        z, v, _, g = leapfrog(z, v, g, 0.05, rest, gaussian)
+    torch.testing.assert_close(z, z0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(-v, v0, rtol=0, atol=1e-10)
+
+
+def test_logistic_splitting_is_the_target():
+    """theta = m + L z; log N(z; 0, I) + rest(z) = log p(theta) + const; the rest's gradient
+    is autograd's."""
+    target = _target()
+    split = target.splitting()
+    theta = torch.randn(6, 3, dtype=DT)
+    z = split.to_z(theta)
+    torch.testing.assert_close(split.to_theta(z), theta)
+    lp, grad = split.rest(z)
+    total = lp - 0.5 * (z * z).sum(-1)
+    diff = total - target.log_density(theta)
+    torch.testing.assert_close(diff, diff[:1].expand(6))
+    zz = z.clone().requires_grad_(True)
+    a = torch.addmm(target.sx @ split.mean + target.sz0, zz, (target.sx @ split.chol).T)
+    (auto,) = torch.autograd.grad(F.logsigmoid(a).sum(), zz)
+    torch.testing.assert_close(grad, auto)
+
+
+def test_trajectory_returns_the_start_when_nothing_else_is_in_the_slice():
+    """A step so large that every new state's energy is far above the slice: the chain stays."""
+
+    def rest(z):
+        return -50.0 * (z**4).sum(-1), -200.0 * z**3
+
+    z = torch.full((3, 2), 0.5, dtype=DT)
+    lp, g = rest(z)
+    step = slice_trajectory(z, lp, g, rest, 5.0, 4, False, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(step.z, z)
+    assert float(step.in_slice.max()) == 0.0
+
+
+def test_dual_averaging_moves_the_step_towards_the_target():
+    da = DualAveraging(0.1, target=0.8)
+    assert da.update(0.2) < 0.1 * 10  # too low an acceptance: the step shrinks from mu
+    small = [da.update(0.2) for _ in range(20)][-1]
+    big = DualAveraging(0.1, target=0.8)
+    large = [big.update(1.0) for _ in range(20)][-1]
+    assert small < 0.1 < large
+
+
+def _run(target, p: int, steps: int, warmup: int, chains: int = 4, seed: int = 0, **kw):
+    gen = torch.Generator().manual_seed(seed)
+    theta = torch.randn(chains, p, generator=gen, dtype=DT)
+    sampler = HamiltonianSliceSampler(warmup, generator=gen, **kw)
+    logp = target.log_density(theta)
+    kept = []
+    for i in range(warmup + steps):
+        theta, logp = sampler.sweep(target, theta, logp)
+        if i >= warmup:
+            kept.append(theta)
+    return torch.stack(kept, 1).numpy()
+
+
+def _assert_close(draws: np.ndarray, truth: np.ndarray, k: float = 4.0) -> None:
+    for j in range(draws.shape[-1]):
+        x = draws[..., j]
+        ess = float(az.ess(x))
+        mcse = x.std() / math.sqrt(ess)
+        assert ess > 100, f"coordinate {j}: ESS {ess:.0f}"
+        assert abs(x.mean() - truth[j]) < k * mcse, (
+            f"coordinate {j}: {x.mean():.4f} vs {truth[j]:.4f}, MCSE {mcse:.4f}"
+        )
+
+
+def test_prior_only_target_is_its_gaussian():
+    """No data: the target is N(Q^-1 h, Q^-1) with a full Q, so mean and covariance are known;
+    a wrong whitening (L vs L', the sign of h) shows here."""
+    full = _target()
+    target = LogisticTarget(
+        full.sx[:0], torch.zeros(0, dtype=DT), full.q, full.h, torch.zeros(0, dtype=DT)
+    )
+    draws = _run(target, 3, 600, 50, trajectory=3.0, init_step=0.2)
+    cov = torch.linalg.inv(full.q)
+    mean = (cov @ full.h).numpy()
+    _assert_close(draws, mean)
+    centred = draws - mean
+    second = np.stack([centred[..., i] * centred[..., j] for i in range(3) for j in range(3)], -1)
+    _assert_close(second, cov.numpy().ravel())
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_one_dimensional_logistic_posterior_against_quadrature(fast):
+    """theta ~ N(0.5, 2^2), three labelled points: a skewed posterior whose mean and second
+    moment come from quadrature; the fast (exact Gaussian flow) and the generic path (Pyro-
+    style potential, plain leapfrog) must both hit them."""
+    x = torch.tensor([[1.0], [-2.0], [3.0]], dtype=DT)
+    y = torch.tensor([1.0, 1.0, 0.0], dtype=DT)
+    q, h = torch.tensor([[0.25]], dtype=DT), torch.tensor([0.125], dtype=DT)
+    fast_target = LogisticTarget(x, y, q, h, torch.zeros(3, dtype=DT))
+    grid = torch.linspace(-15, 15, 200001, dtype=DT)[:, None]
+    dens = torch.exp(fast_target.log_density(grid) - fast_target.log_density(grid).max())
+    mean = float((grid[:, 0] * dens).sum() / dens.sum())
+    second = float((grid[:, 0] ** 2 * dens).sum() / dens.sum())
+    if fast:
+        target = fast_target
+    else:
+        target = PotentialTarget(lambda t: -fast_target.log_density(t[None])[0])
+    draws = _run(target, 1, 800, 100, trajectory=3.0, init_step=0.2)
+    _assert_close(draws, np.array([mean]))
+    _assert_close(draws**2, np.array([second]))
+
+
+@pytest.mark.parametrize("kick_below", [36.0, 15.0])
+def test_linear_trajectory_is_the_generic_one(monkeypatch, kick_below):
+    """The fast integrator (activations carried with the state, sparse kicks) gives the same
+    chain as the generic one for the same random stream, on separable data with large
+    activations, where most points drop out. Kicks from every point with ``a < 36`` (whose
+    omitted terms are < 2.3e-16): equal to rounding; from ``a < 15`` only (the default, a
+    cheaper integrator; the slice still uses the exact energy): equal to 1e-6."""
+    from bayes_spheres.kernels import hamiltonian
+    from bayes_spheres.kernels.hamiltonian import slice_trajectory_linear
+
+    monkeypatch.setattr(hamiltonian, "KICK_BELOW", kick_below)
+    tol = 1e-9 if kick_below == 36.0 else 1e-6
+
+    g = torch.Generator().manual_seed(1)
+    x = 30.0 * torch.randn(200, 4, generator=g, dtype=DT)
+    truth = torch.tensor([1.0, -2.0, 0.5, 1.5], dtype=DT)
+    y = (x @ truth > 0).to(DT)
+    target = LogisticTarget(x, y, torch.eye(4, dtype=DT), torch.zeros(4, dtype=DT),
+                            torch.zeros(200, dtype=DT))  # fmt: skip
+    split = target.splitting()
+    z = split.to_z(truth + 0.05 * torch.randn(2, 4, generator=g, dtype=DT))
+    lp, grad = split.rest(z)
+    active = (torch.addmm(split.linear.a_0, z, split.linear.a_z.T) < 36).any(0)
+    assert 0 < int(active.sum()) < 100
+    a = slice_trajectory(z, lp, grad, split.rest, 0.01, 40, True, torch.Generator().manual_seed(3))
+    b = slice_trajectory_linear(z, lp, grad, split.linear, 0.01, 40,
+                                torch.Generator().manual_seed(3))  # fmt: skip
+    for u, w in zip((a.z, a.logp_rest, a.grad, a.accept, a.in_slice),
+                    (b.z, b.logp_rest, b.grad, b.accept, b.in_slice), strict=True):  # fmt: skip
+        torch.testing.assert_close(u, w, rtol=tol, atol=tol)
+    assert not torch.equal(a.z, z)
+    assert float(a.in_slice.min()) > 0.2
