@@ -72,7 +72,7 @@ def test_hierarchical_models_take_the_generic_path(small_data):
         mcmc.logistic_target(Hierarchical(), small_data.phi_train, small_data.y_train)
     post = mcmc.fit(
         Hierarchical(centered=False), small_data, members=20, num_chains=2, warmup=10,
-        progress=False,
+        thin=1, directions="factor", progress=False,
     )  # fmt: skip
     assert post.info["mcmc"]["path"] == "generic"
     assert bool((post.samples["s"] > 0).all())
@@ -80,10 +80,15 @@ def test_hierarchical_models_take_the_generic_path(small_data):
 
 
 def test_posterior_shapes_and_diagnostics(small_data):
-    post = mcmc.fit(Flat(), small_data, members=30, num_chains=4, warmup=20, progress=False)
+    """Samples (posterior.nc, R-hat, ESS) hold every draw after warm-up; the ensemble every
+    thin-th of them."""
+    post = mcmc.fit(
+        Flat(), small_data, members=30, num_chains=4, warmup=20, thin=2, progress=False
+    )
     assert post.ensemble.size == 30
-    assert post.samples["w"].shape == (4, 8, 6) and post.samples["b"].shape == (4, 8)
-    assert post.sample_stats["lp"].shape == (4, 8)
+    assert post.samples["w"].shape == (4, 16, 6) and post.samples["b"].shape == (4, 16)
+    assert post.sample_stats["lp"].shape == (4, 16)
+    torch.testing.assert_close(post.ensemble.w[:8], post.samples["w"][0, 1::2])
     conv = post.info["convergence"]
     assert set(conv) >= {"rhat_max", "ess_bulk_min", "ess_tail_min"}
     assert conv["rhat_max"] >= 1.0 - 1e-6 and conv["ess_bulk_min"] > 0
@@ -108,13 +113,17 @@ def test_logistic_regression_d10_matches_nuts():
             assert abs(a[..., j].mean() - b[..., j].mean()) < 4 * se, (site, j)
 
 
-def test_slice_kernel_in_pyro_mcmc_and_arviz():
+@pytest.mark.parametrize(
+    ("directions", "keys"),
+    [("coordinate", {"width", "evals/update"}), ("hamiltonian", {"step", "accept"})],
+)
+def test_slice_kernel_in_pyro_mcmc_and_arviz(directions, keys):
     def model():
         pyro.sample("s", dist.Gamma(3.0, 1.0))
         pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
 
     pyro.set_rng_seed(0)
-    kernel = Slice(model, directions="coordinate")
+    kernel = Slice(model, directions=directions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "chains drawn sequentially" on 2 cores
         m = MCMC(kernel, num_samples=200, warmup_steps=50, num_chains=2, disable_progbar=True)
@@ -124,8 +133,11 @@ def test_slice_kernel_in_pyro_mcmc_and_arviz():
     assert "diverging" in idata.sample_stats
     assert not bool(idata.sample_stats["diverging"].any())
     assert bool((idata.posterior["s"] > 0).all())
-    assert set(kernel.logging()) == {"width", "evals/update"}
+    assert set(kernel.logging()) == keys
     assert "s" in kernel.transforms
+    s = idata.posterior["s"].values  # Gamma(3, 1): mean 3, a skewed target
+    mcse = s.std() / np.sqrt(float(az.ess(s)))
+    assert abs(s.mean() - 3.0) < 4 * mcse
 
 
 def test_slice_kernel_rejects_bad_arguments():
@@ -135,6 +147,8 @@ def test_slice_kernel_rejects_bad_arguments():
         Slice(lambda: None, init_width=-1.0)
     with pytest.raises(ValueError, match="coordinates"):
         Slice(lambda: None, directions="coordinates")
+    with pytest.raises(ValueError, match="trajectory"):
+        Slice(lambda: None, directions="hamiltonian", trajectory=0.0)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +175,8 @@ def test_quick_pipeline_run(compose, tmp_path):
     assert {"rhat_max", "ess_bulk_min"} <= set(result)
     assert result["resampled_error"] is not None
     idata = az.from_netcdf(tmp_path / "posterior.nc")
-    assert idata.sample_stats["lp"].shape == (4, 10)
+    thin = cfg.inference.thin  # posterior.nc: every draw after warm-up, 10 members x thin
+    assert idata.sample_stats["lp"].shape == (4, 10 * thin)
     summary = az.summary(idata, var_names=["w"])
     assert {"r_hat", "ess_bulk"} <= set(summary.columns)
     assert (tmp_path / "trace.png").stat().st_size > 0
