@@ -160,9 +160,9 @@ def test_hier_noncentered_svi_gets_its_specialisation(compose):
     cfg = compose(["model=hier_noncentered", "inference=svi"])
     assert cfg.inference.guide == "direction_scale"
     assert cfg.model.learn_prior is True
-    assert cfg.inference.jit is False
+    assert cfg.inference.jit is True
     plan = validate(cfg)
-    assert plan.fit_settings["guide"] == "direction_scale" and plan.fit_settings["jit"] is False
+    assert plan.fit_settings["guide"] == "direction_scale" and plan.fit_settings["jit"] is True
     assert plan.model.learn_prior is True and plan.model.centered is False
 
 
