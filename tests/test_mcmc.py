@@ -82,9 +82,7 @@ def test_hierarchical_models_take_the_generic_path(small_data):
 def test_posterior_shapes_and_diagnostics(small_data):
     """Samples (posterior.nc, R-hat, ESS) hold every draw after warm-up; the ensemble every
     thin-th of them."""
-    post = mcmc.fit(
-        Flat(), small_data, members=30, num_chains=4, warmup=20, thin=2, progress=False
-    )
+    post = mcmc.fit(Flat(), small_data, members=30, num_chains=4, warmup=20, thin=2, progress=False)
     assert post.ensemble.size == 30
     assert post.samples["w"].shape == (4, 16, 6) and post.samples["b"].shape == (4, 16)
     assert post.sample_stats["lp"].shape == (4, 16)
