@@ -264,6 +264,11 @@ class DualAveraging:
         return math.exp(self.log_eps_bar)
 
 
+# The most leapfrog steps in one trajectory (a step size adapted far down, e.g. from a bad
+# start, would otherwise make one update arbitrarily long); NUTS's default depth allows 1,023.
+MAX_LEAPFROGS = 4096
+
+
 class HamiltonianSliceSampler:
     """Slice updates along Hamiltonian trajectories over C chains (``directions=hamiltonian``).
 
@@ -315,7 +320,7 @@ class HamiltonianSliceSampler:
             lp, grad = sp.rest(z)
         jitter = 0.9 + 0.2 * float(torch.rand((), generator=self.generator))
         eps = self.step_size * jitter
-        steps = max(1, round(self.trajectory / eps))
+        steps = min(max(1, round(self.trajectory / eps)), MAX_LEAPFROGS)
         if sp.linear is not None and sp.gaussian:
             step = slice_trajectory_linear(z, lp, grad, sp.linear, eps, steps, self.generator)
         else:
