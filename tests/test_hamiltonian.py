@@ -198,3 +198,25 @@ def test_linear_trajectory_is_the_generic_one(monkeypatch, kick_below):
         torch.testing.assert_close(u, w, rtol=tol, atol=tol)
     assert not torch.equal(a.z, z)
     assert float(a.in_slice.min()) > 0.2
+
+
+def test_warmup_trajectories_can_be_shorter():
+    """``warmup_trajectory`` sets the length of the warm-up updates only; bad values are named."""
+    target = _target()
+    gen = torch.Generator().manual_seed(0)
+    sampler = HamiltonianSliceSampler(
+        2, trajectory=2.0, init_step=0.1, warmup_trajectory=0.5, generator=gen
+    )
+    theta = torch.zeros(2, 3, dtype=DT)
+    logp = target.log_density(theta)
+    counts = []
+    for _ in range(4):
+        before = sampler.leapfrogs
+        theta, logp = sampler.sweep(target, theta, logp)
+        counts.append(sampler.leapfrogs - before)
+    # first update: step 0.1 +- 10 %, length 0.5; after warm-up: the final step, length 2
+    assert 4 <= counts[0] <= 6
+    final = sampler.step_size
+    assert 2.0 / (1.1 * final) - 1 <= counts[3] <= 2.0 / (0.9 * final) + 1
+    with pytest.raises(ValueError, match="warmup_trajectory"):
+        HamiltonianSliceSampler(2, warmup_trajectory=-1.0)

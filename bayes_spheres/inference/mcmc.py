@@ -88,6 +88,7 @@ def fit(
     scale_moves: int = 3,
     trajectory: float = 6.0,
     target_accept: float = 0.8,
+    warmup_trajectory: float | None = None,
     fast: bool = True,
     threads: int | None = 1,
     progress: bool = True,
@@ -99,7 +100,8 @@ def fit(
     ``scale_moves``: scale moves ``theta <- g theta`` (Liu & Sabatti 2000) after each sweep
     of the slice kernel, 0 for none. ``trajectory``, ``target_accept``: length and step-size
     goal of the trajectories of ``directions="hamiltonian"``
-    (:class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler`). ``fast=False``
+    (:class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler`), and
+    ``warmup_trajectory`` a shorter length for its warm-up updates (None: the same). ``fast=False``
     forces the generic path (Pyro's potential) for the slice kernel. ``threads``: torch's
     intra-op threads while sampling, restored after
     (None: leave as is); one call works on [chains, 2, N] tensors, where a second thread only
@@ -125,7 +127,7 @@ def fit(
                 model, data, potential, theta0, draws, warmup, thin, gen, progress,
                 directions=Directions(directions), init_width=init_width, max_steps=max_steps,
                 scale_moves=scale_moves, fast=fast, trajectory=trajectory,
-                target_accept=target_accept,
+                target_accept=target_accept, warmup_trajectory=warmup_trajectory,
             )  # fmt: skip
         else:
             theta, lp, info = _run_nuts(
@@ -165,6 +167,7 @@ def _run_slice(
     fast: bool,
     trajectory: float = 6.0,
     target_accept: float = 0.8,
+    warmup_trajectory: float | None = None,
 ) -> tuple[Tensor, Tensor, dict]:
     target: Target = PotentialTarget(potential)
     path = "generic"
@@ -177,6 +180,7 @@ def _run_slice(
     if directions is Directions.HAMILTONIAN:
         sampler = HamiltonianSliceSampler(
             warmup, trajectory, target_accept=target_accept, scale_moves=scale_moves,
+            warmup_trajectory=warmup_trajectory,
             scale_width=init_width, max_steps=max_steps, generator=gen,
         )  # fmt: skip
     else:

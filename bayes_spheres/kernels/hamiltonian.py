@@ -274,8 +274,10 @@ class HamiltonianSliceSampler:
 
     ``trajectory``: the length in time of one trajectory (whitened units: ``pi / 2`` is a
     quarter period of the Gaussian part); ``init_step``: the first step size, adapted in
-    warm-up towards ``target_accept``; each update jitters it by +-10 %. ``scale_moves``:
-    scale moves (Liu & Sabatti 2000) after each update, as :class:`SliceSampler`'s.
+    warm-up towards ``target_accept``; each update jitters it by +-10 %.
+    ``warmup_trajectory``: a shorter length for the warm-up updates (None: ``trajectory``), so
+    that more of them, hence a better adapted step, fit the same time. ``scale_moves``: scale
+    moves (Liu & Sabatti 2000) after each update, as :class:`SliceSampler`'s.
     """
 
     def __init__(
@@ -284,6 +286,7 @@ class HamiltonianSliceSampler:
         trajectory: float = 6.0,
         init_step: float = 0.01,
         target_accept: float = 0.8,
+        warmup_trajectory: float | None = None,
         scale_moves: int = 0,
         scale_width: float = 1.0,
         max_steps: int = 20,
@@ -296,6 +299,9 @@ class HamiltonianSliceSampler:
                 "warmup >= 0"
             )
         self.warmup, self.trajectory, self.generator = warmup, float(trajectory), generator
+        if warmup_trajectory is not None and not warmup_trajectory > 0:
+            raise ValueError(f"warmup_trajectory={warmup_trajectory}: must be positive or None")
+        self.warmup_trajectory = float(warmup_trajectory or trajectory)
         self.adapt = DualAveraging(init_step, target_accept)
         self.step_size = float(init_step)
         self.scale_moves, self.scale_width, self.max_steps = scale_moves, scale_width, max_steps
@@ -320,7 +326,8 @@ class HamiltonianSliceSampler:
             lp, grad = sp.rest(z)
         jitter = 0.9 + 0.2 * float(torch.rand((), generator=self.generator))
         eps = self.step_size * jitter
-        steps = min(max(1, round(self.trajectory / eps)), MAX_LEAPFROGS)
+        length = self.warmup_trajectory if self.warming_up else self.trajectory
+        steps = min(max(1, round(length / eps)), MAX_LEAPFROGS)
         if sp.linear is not None and sp.gaussian:
             step = slice_trajectory_linear(z, lp, grad, sp.linear, eps, steps, self.generator)
         else:
@@ -355,6 +362,7 @@ class HamiltonianSliceSampler:
         n = max(self.iteration, 1)
         return {
             "trajectory": self.trajectory,
+            "warmup_trajectory": self.warmup_trajectory,
             "step_size": round(self.step_size, 6),
             "leapfrogs_per_update": round(self.leapfrogs / n, 1),
             "accept_mean": round(self.accept_sum / n, 3),
