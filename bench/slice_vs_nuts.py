@@ -33,10 +33,12 @@ def ess_over_coordinates(w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(az.ess(az.convert_to_dataset({"x": x}), method="bulk")["x"].values)
 
 
-# Each mode at its own settings: hamiltonian at conf/inference/mcmc.yaml's defaults, the
-# univariate modes at the longest run that fits a few minutes (their earlier defaults).
+# Each mode at its own settings: hamiltonian as measured in docs/mcmc.md's bench table (40
+# full-length warm-up updates, thin 4; the config's later defaults adapt on 120 short ones and
+# thin by 5), the univariate modes at the longest run that fits a few minutes (their earlier
+# defaults).
 MODE_SETTINGS = {
-    "hamiltonian": dict(num_chains=8, warmup=40, thin=4),
+    "hamiltonian": dict(num_chains=8, warmup=40, thin=4, warmup_trajectory=None),
     "factor": dict(num_chains=8, warmup=100, thin=1),
     "coordinate": dict(num_chains=8, warmup=100, thin=1),
 }
