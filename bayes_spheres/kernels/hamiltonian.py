@@ -214,9 +214,8 @@ def slice_trajectory_linear(
             x, u = x * cos + u * sin, u * cos - x * sin
             lp, kick = _kick(x[:, p:] + lin.a_0, lin)
             u = u + half * kick
-            zz, vv = x[:, :p], u[:, :p]
-            states.append(zz)
-            energies.append(0.5 * ((zz * zz).sum(-1) + (vv * vv).sum(-1)) - lp)
+            states.append(x[:, :p])
+            energies.append(energy(x[:, :p], u[:, :p], lp, True))
     pick, accept, in_slice = _choose(energies, h0, log_u, generator)
     chosen = torch.stack([states[i][c] for c, i in enumerate(pick)])
     a = torch.addmm(lin.a_0, chosen, lin.a_z.T)
@@ -226,16 +225,17 @@ def slice_trajectory_linear(
 
 
 def _kick(a: Tensor, lin: LinearLogistic) -> tuple[Tensor, Tensor]:
-    a_shape0 = a.shape[0]
-    """``(sum log sigmoid(a), s @ [A | A A'])`` with ``s = sigmoid(-a)``, both over the points
-    active in some chain (the others add less than 2.3e-16 each)."""
+    """Per chain, ``sum_n log sigmoid(a_n)`` over its points with ``a_n < ACTIVE_BELOW`` (each
+    other term is above -2.3e-16) and the kick ``sum_n sigmoid(-a_n) [A | A A']_n`` over its
+    points with ``a_n < KICK_BELOW``: [C] and [C, P + N]."""
+    chains = a.shape[0]
     chain, point = (a < ACTIVE_BELOW).nonzero(as_tuple=True)
     a = a[chain, point]
-    ll = a.new_zeros(a_shape0).index_add_(0, chain, F.logsigmoid(a))
+    ll = a.new_zeros(chains).index_add_(0, chain, F.logsigmoid(a))
     strong = a < KICK_BELOW
     chain, point, a = chain[strong], point[strong], a[strong]
     rows = lin.joint[point] * torch.sigmoid(-a)[:, None]
-    kick = rows.new_zeros(a_shape0, rows.shape[1]).index_add_(0, chain, rows)
+    kick = rows.new_zeros(chains, rows.shape[1]).index_add_(0, chain, rows)
     return ll, kick
 
 
