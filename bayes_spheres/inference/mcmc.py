@@ -1,9 +1,12 @@
 """MCMC rows of Table 1: slice sampling (Neal 2003), "1,000 samples" forming the ensemble.
 
-The slice kernel is :class:`~bayes_spheres.kernels.sampler.SliceSampler` run on C chains at
-once; on the study's models with a Gaussian prior (flat, shared mean) it uses the fast path
-:class:`~bayes_spheres.kernels.targets.LogisticTarget` (O(N) per density evaluation along a
-direction), on the others Pyro's potential (any model). ``kernel="nuts"`` runs Pyro's NUTS on
+The slice kernel runs C chains at once: by default along Hamiltonian trajectories
+(:class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler`), or with univariate
+updates along coordinates or covariance eigenvectors
+(:class:`~bayes_spheres.kernels.sampler.SliceSampler`). On the study's models with a Gaussian
+prior (flat, shared mean) it uses the fast path
+:class:`~bayes_spheres.kernels.targets.LogisticTarget`, on the others Pyro's potential (any
+model). ``kernel="nuts"`` runs Pyro's NUTS on
 the same model as a baseline. Convergence (R-hat, bulk/tail ESS; ArviZ) goes to ``info``.
 """
 
@@ -165,9 +168,9 @@ def _run_slice(
     max_steps: int,
     scale_moves: int,
     fast: bool,
-    trajectory: float = 6.0,
-    target_accept: float = 0.8,
-    warmup_trajectory: float | None = None,
+    trajectory: float,
+    target_accept: float,
+    warmup_trajectory: float | None,
 ) -> tuple[Tensor, Tensor, dict]:
     target: Target = PotentialTarget(potential)
     path = "generic"
