@@ -1,12 +1,15 @@
 """Milliseconds per SVI step at the paper's scale: Pyro's ``AutoMultivariateNormal`` (the
-path before issue 3b) against the default guide, for SVI and Hier. SVI.
+path before issue 3b), our guide on Pyro's engine, and the closed-form engine (the default
+since issue 5), for SVI and Hier. SVI.
 
 Each configuration is one ``svi.fit`` run of ``--warmup + --steps`` steps (the paper's SGD
 with momentum, minibatches of 100, the per-datum loss); ``svi.fit`` times the steps after
 its first 50 (the jit compiles at step 0), wall clock and process CPU time. The CPU time is
 the steadier number on a shared machine; the load average is printed beside it. "before"
 is issue 3's default: ``AutoMultivariateNormal``, Pyro's validation on, torch's threads as
-they are (2 here); "1 thread" is ``svi.fit``'s ``threads=1`` default since issue 3b.
+they are (2 here); "1 thread" is ``svi.fit``'s ``threads=1`` default since issue 3b. The
+last column is the 50,000 steps of one fit; the ratio is to the named baseline, Pyro's
+engine with our guide and the jit (the default before the closed form).
 
     python bench/svi.py [--steps 300] [--warmup 50] [--dim 500] [--n-train 1000]
                         [--models flat,hier] [--threads N]
@@ -26,21 +29,20 @@ from bayes_spheres.models import Flat, Hierarchical
 
 PAPER_STEPS = 50_000
 
-# (label, model key, svi.fit settings); "before" is the default before issue 3b. Hier. SVI's
-# default is eager (conf/model_inference/hier_noncentered_svi.yaml: jit false for now).
+# (label, model key, svi.fit settings, baseline?); "before" is the default before issue 3b
 HIER = {"guide": "direction_scale"}
+PYRO = {"engine": "pyro"}
 CONFIGS = [
     ("SVI, before: AutoMultivariateNormal, jit, valid. on, threads as is", "flat",
-     {"pyro_mvn": True, "validate": True, "threads": None}),
-    ("SVI, AutoMultivariateNormal, jit, valid. on, 1 thread", "flat",
-     {"pyro_mvn": True, "validate": True}),
-    ("SVI, now (default): fast guide, jit, valid. off, 1 thread", "flat", {}),
-    ("SVI, fast guide, eager, valid. off, 1 thread", "flat", {"jit": False}),
+     {**PYRO, "pyro_mvn": True, "validate": True, "threads": None}, False),
+    ("SVI, Pyro engine: fast guide, jit, valid. off, 1 thread", "flat", PYRO, True),
+    ("SVI, Pyro engine: fast guide, eager, valid. off, 1 thread", "flat",
+     {**PYRO, "jit": False}, False),
+    ("SVI, now (default): closed-form gradients, 1 thread", "flat", {}, False),
     ("Hier. SVI, before: AutoMVN, eager, valid. on, threads as is", "hier",
-     {**HIER, "pyro_mvn": True, "jit": False, "validate": True, "threads": None}),
-    ("Hier. SVI, now (default): fast guide, eager, valid. off, 1 thr.", "hier",
-     {**HIER, "jit": False}),
-    ("Hier. SVI, fast guide, jit (inference.jit=true), 1 thread", "hier", HIER),
+     {**HIER, **PYRO, "pyro_mvn": True, "jit": False, "validate": True, "threads": None}, False),
+    ("Hier. SVI, Pyro engine: fast guide, jit, 1 thread", "hier", {**HIER, **PYRO}, True),
+    ("Hier. SVI, now (default): closed-form gradients, 1 thread", "hier", HIER, False),
 ]  # fmt: skip
 
 
@@ -69,8 +71,9 @@ def main() -> None:
         f"{args.steps} timed steps after {args.warmup}; load average before: "
         f"{os.getloadavg()[0]:.2f}"
     )
-    print(f"{'configuration':<64} {'ms/step':>8} {'cpu ms':>8} {'50k steps':>10}")
-    for label, key, settings in CONFIGS:
+    print(f"{'configuration':<64} {'ms/step':>8} {'cpu ms':>8} {'50k steps':>10} {'vs base':>8}")
+    baseline: dict[str, float] = {}
+    for label, key, settings, is_baseline in CONFIGS:
         if key not in wanted:
             continue
         pyro.clear_param_store()
@@ -85,9 +88,12 @@ def main() -> None:
         )
         info = post.info["svi"]
         minutes = info["step_ms"] * PAPER_STEPS / 6e4
+        if is_baseline:
+            baseline[key] = info["step_cpu_ms"]
+        ratio = baseline[key] / info["step_cpu_ms"] if key in baseline else float("nan")
         print(
             f"{label:<64} {info['step_ms']:>8.2f} {info['step_cpu_ms']:>8.2f} "
-            f"{minutes:>7.1f} min   (load {os.getloadavg()[0]:.2f})",
+            f"{minutes:>7.1f} min {ratio:>7.2f}x  (load {os.getloadavg()[0]:.2f})",
             flush=True,
         )
 

@@ -138,11 +138,18 @@ def tiny_spheres():
 TINY = dict(num_steps=300, batch_size=20, progress=False)
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-def test_fit_returns_an_ensemble_and_the_elbo_trace(tiny_spheres, jit):
+ENGINES = {
+    "pyro-eager": {"engine": "pyro", "jit": False},
+    "pyro-jit": {"engine": "pyro", "jit": True},
+    "closed_form": {"engine": "closed_form"},
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_fit_returns_an_ensemble_and_the_elbo_trace(tiny_spheres, engine):
     d = tiny_spheres
     pyro.set_rng_seed(0)
-    post = svi.fit(Flat(), d, members=50, jit=jit, **TINY)
+    post = svi.fit(Flat(), d, members=50, **ENGINES[engine], **TINY)
     assert isinstance(post, Posterior)
     ens = post.ensemble
     assert isinstance(ens, Ensemble) and ens.size == 50 and ens.dim == 5
@@ -156,9 +163,10 @@ def test_fit_returns_an_ensemble_and_the_elbo_trace(tiny_spheres, jit):
     assert np.isfinite(post.elbo).all()
     assert post.elbo[-50:].mean() > post.elbo[:50].mean()  # it learnt something
     info = post.info["svi"]
-    assert set(info) == {"final_loss", "steps", "guide", "step_ms", "step_cpu_ms"}
+    assert set(info) == {"final_loss", "steps", "guide", "engine", "step_ms", "step_cpu_ms"}
     assert info["step_ms"] > 0 and info["step_cpu_ms"] > 0
     assert info["steps"] == 300 and info["guide"] == "full_covariance"
+    assert info["engine"] == ENGINES[engine]["engine"]
     assert info["final_loss"] == pytest.approx(-float(post.elbo.mean()), rel=1e-12)
 
 

@@ -73,7 +73,10 @@ def logistic_target(model: SphereModel, phi: Tensor, y: Tensor) -> LogisticTarge
     ):
         raise ValueError(f"{model.name}: activations not linear or prior not Gaussian")
     x = phi @ a_w.T + a_b
-    return LogisticTarget(x, y, 0.5 * (precision + precision.T), shift, phi @ w[0] + b[0])
+    offset = phi @ w[0] + b[0]
+    return LogisticTarget(
+        x, y, 0.5 * (precision + precision.T), shift, offset, prior_constant=float(log_prior[0])
+    )
 
 
 def fit(

@@ -119,12 +119,19 @@ class LogisticTarget:
     """
 
     def __init__(
-        self, x: Tensor, y: Tensor, prior_precision: Tensor, prior_shift: Tensor, offset: Tensor
+        self,
+        x: Tensor,
+        y: Tensor,
+        prior_precision: Tensor,
+        prior_shift: Tensor,
+        offset: Tensor,
+        prior_constant: float = 0.0,
     ) -> None:
         self.sign = 2.0 * y - 1.0
         self.sx = self.sign[:, None] * x  # [N, P]
         self.sz0 = self.sign * offset  # [N]
         self.q, self.h = prior_precision, prior_shift
+        self.prior_constant = prior_constant  # c (samplers need only the shape: 0 by default)
         self._basis: Tensor | None = None
         self._sxe = self._ge = self._he = torch.empty(0)
 

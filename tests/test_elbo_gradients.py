@@ -1,0 +1,107 @@
+"""Closed-form ELBO gradients: the same seed follows Pyro's SVI path to rounding, for every
+pair they cover; any other pair runs on Pyro's engine, or is refused by name."""
+
+from __future__ import annotations
+
+import pyro
+import pytest
+import torch
+
+from bayes_spheres.data import load_spheres
+from bayes_spheres.guides import GUIDES, GuideName
+from bayes_spheres.inference import svi
+from bayes_spheres.inference.elbo_gradients import Unsupported, closed_form_step
+from bayes_spheres.models import Flat, Hierarchical, SharedMean
+
+STEPS = 200
+PAIRS = {
+    "flat": (lambda: Flat(), "full_covariance"),
+    "flat_no_bias": (lambda: Flat(bias=False), "full_covariance"),
+    "shared_mean": (lambda: SharedMean(), "full_covariance"),
+    "hier_learnt_prior": (
+        lambda: Hierarchical(centered=False, learn_prior=True),
+        "direction_scale",
+    ),
+    "hier_fixed_prior": (
+        lambda: Hierarchical(centered=False, learn_prior=False, bias=False),
+        "direction_scale",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_spheres():
+    return load_spheres(dim=5, n_train=60, n_val=100, seed=0)
+
+
+def fit_on(engine: str, make_model, guide: str, data, **kwargs):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(3)
+    post = svi.fit(
+        make_model(), data, members=30, guide=guide, num_steps=STEPS, batch_size=20,
+        engine=engine, progress=False, **kwargs,
+    )  # fmt: skip
+    params = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
+    return post, params
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_closed_form_steps_follow_pyros_svi_path_for_the_same_seed(tiny_spheres, pair):
+    make_model, guide = PAIRS[pair]
+    pyro_post, pyro_params = fit_on("pyro", make_model, guide, tiny_spheres, jit=False)
+    ours, our_params = fit_on("closed_form", make_model, guide, tiny_spheres)
+    assert pyro_post.info["svi"]["engine"] == "pyro"
+    assert ours.info["svi"]["engine"] == "closed_form"
+    # every loss of the 200 steps, every parameter (the learnt prior's too) after them
+    torch.testing.assert_close(
+        torch.as_tensor(ours.elbo), torch.as_tensor(pyro_post.elbo), rtol=1e-10, atol=1e-12
+    )
+    assert set(our_params) == set(pyro_params)
+    for name, value in pyro_params.items():
+        torch.testing.assert_close(our_params[name], value, rtol=1e-9, atol=1e-11, msg=name)
+        if "strict_lower" in name:
+            assert (our_params[name].triu() == 0).all()
+    # the fit moved, so the comparison is not between two starting points
+    loc = next(v for k, v in our_params.items() if k.endswith(".loc"))
+    assert loc.abs().max() > 1e-2
+    # and the guide draws the same ensemble afterwards
+    torch.testing.assert_close(ours.ensemble.w, pyro_post.ensemble.w, rtol=1e-9, atol=1e-11)
+
+
+def test_auto_takes_the_closed_form_where_it_exists_and_pyro_elsewhere(tiny_spheres):
+    post, _ = fit_on("auto", *PAIRS["flat"], tiny_spheres)
+    assert post.info["svi"]["engine"] == "closed_form"
+    centred = lambda: Hierarchical(centered=True)  # noqa: E731
+    post, _ = fit_on("auto", centred, "full_covariance", tiny_spheres, jit=False)
+    assert post.info["svi"]["engine"] == "pyro"
+    post, _ = fit_on("auto", *PAIRS["flat"], tiny_spheres, pyro_mvn=True, jit=False)
+    assert post.info["svi"]["engine"] == "pyro"
+
+
+def test_closed_form_on_a_pair_without_one_is_refused_by_name(tiny_spheres):
+    centred = lambda: Hierarchical(centered=True)  # noqa: E731
+    with pytest.raises(ValueError, match=r"closed_form.*hier_centered.*use pyro or auto"):
+        fit_on("closed_form", centred, "full_covariance", tiny_spheres)
+    with pytest.raises(ValueError, match="pyro_mvn"):
+        fit_on("closed_form", *PAIRS["flat"], tiny_spheres, pyro_mvn=True)
+    with pytest.raises(ValueError, match="nope"):
+        fit_on("nope", *PAIRS["flat"], tiny_spheres)
+
+
+def test_a_guide_over_other_latents_is_unsupported(tiny_spheres):
+    d = tiny_spheres
+    model = Hierarchical(centered=False)
+    q = GUIDES[GuideName.FULL_COVARIANCE](model)  # one Gaussian over (log s, v, b)
+    q(d.phi_train, d.y_train)
+    with pytest.raises(Unsupported, match="hier_noncentered"):
+        closed_form_step(model, q, d.phi_train, d.y_train)
+
+
+def test_a_diverging_closed_form_fit_raises_naming_the_learning_rate(tiny_spheres):
+    pyro.set_rng_seed(0)
+    with pytest.raises(svi.DivergedError, match=r"inference\.optim\.lr"):
+        svi.fit(
+            Flat(), tiny_spheres, members=5, optim=svi.SGDSettings(lr=1e3, momentum=0.99),
+            loss_scale="sum", num_steps=300, batch_size=20, engine="closed_form",
+            progress=False,
+        )  # fmt: skip
