@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bayes_spheres import attack as A
+from bayes_spheres.attack import objectives
 from bayes_spheres.data import INNER, OUTER, SquaredFeatures
 from bayes_spheres.ensemble import Ensemble
 
@@ -234,3 +235,37 @@ def test_random_starts_layout():
 def test_attack_registry():
     assert A.ATTACKS[A.AttackName.PGD] is A.pgd
     assert A.ATTACKS[A.AttackName.VERTEX] is A.vertex
+
+
+@pytest.mark.parametrize("objective", list(A.Objective))
+def test_the_closed_form_gradient_in_x_is_autograds(objective):
+    ens = random_ensemble()
+    x0, _, label = A.random_starts(4, D, RADII, torch.Generator().manual_seed(2))
+    rows = torch.arange(len(label))
+    value, grad = objectives.objective_in_x(ens, label, objective)(x0, rows)
+    ref_value, ref_grad = objectives.autograd_value_and_grad(
+        A.ensemble_score(ens, label, objective)
+    )(x0, rows)
+    torch.testing.assert_close(value, ref_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    assert grad.abs().min() > 0
+
+
+def test_pgd_with_closed_form_gradients_takes_autograds_path():
+    """The same ascent with autograd's gradient: the same points, to rounding."""
+    ens = random_ensemble()
+    x0, radius, label = A.random_starts(5, D, RADII, torch.Generator().manual_seed(6))
+    objective = A.Objective.LOG_MEAN_SIGMOID
+    kw = dict(step_size=0.05, max_steps=300, tol=1e-9, progress=False)
+    x_auto, f_auto = A.projected_gradient_ascent(
+        A.ensemble_score(ens, label, objective), x0, radius, **kw
+    )
+    x_ours, f_ours = A.projected_gradient_ascent(
+        None, x0, radius, value_and_grad=objectives.objective_in_x(ens, label, objective), **kw
+    )
+    torch.testing.assert_close(x_ours, x_auto, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(f_ours, f_auto, rtol=1e-10, atol=1e-12)
+    start = A.ensemble_score(ens, label, objective)(A.project(x0, radius), torch.arange(10))
+    assert (f_ours > start + 1e-3).all()  # it moved
+    with pytest.raises(ValueError, match="score or value_and_grad"):
+        A.projected_gradient_ascent(None, x0, radius, **kw)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from bayes_spheres import attack as A
 from bayes_spheres import metrics as M
-from bayes_spheres.attack import mirror
+from bayes_spheres.attack import mirror, objectives
 from bayes_spheres.config import ConfigError, validate
 from bayes_spheres.data import INNER, OUTER, SquaredFeatures
 from bayes_spheres.ensemble import Ensemble, log_mean_sigmoid
@@ -76,11 +76,11 @@ def test_objective_in_u_matches_the_ensemble_score_and_autograd(ens, objective):
     x, _, label = A.random_starts(3, D, RADII, g)
     u = x.square().requires_grad_(True)
     rows = torch.arange(len(u))
-    value, grad = mirror.objective_in_u(ens, label, objective)(u, rows)
+    value, grad = objectives.objective_in_u(ens, label, objective)(u, rows)
     torch.testing.assert_close(
         value, A.ensemble_score(ens, label, objective)(x, rows), rtol=1e-12, atol=1e-12
     )
-    w_u, c = mirror.linear_in_u(ens)
+    w_u, c = objectives.linear_in_u(ens)
     z = (1 - 2 * label)[:, None] * (u @ w_u + c)
     ref = {
         A.Objective.LOGIT: lambda: z.mean(-1),
@@ -132,7 +132,7 @@ def test_jensen_warmup_is_certified_and_the_attack_beats_it(ens, attacked):
         label = torch.full((1,), float(sphere), dtype=torch.float64)
         u0 = torch.full((1, D), r**2 / D, dtype=torch.float64)
         u, _ = mirror.mirror_ascent(
-            mirror.objective_in_u(ens, label, A.Objective.JENSEN),
+            objectives.objective_in_u(ens, label, A.Objective.JENSEN),
             u0,
             torch.tensor([r], dtype=torch.float64),
             step_size=1.0,
@@ -142,7 +142,7 @@ def test_jensen_warmup_is_certified_and_the_attack_beats_it(ens, attacked):
             progress=False,
         )
         u = u.requires_grad_(True)
-        w_u, c = mirror.linear_in_u(ens)
+        w_u, c = objectives.linear_in_u(ens)
         z = (1 - 2 * sphere) * (u @ w_u + c)
         jensen = F.logsigmoid(z).mean()
         (g,) = torch.autograd.grad(jensen, u)

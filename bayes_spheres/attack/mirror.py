@@ -18,64 +18,19 @@ ensemble's best vertices instead. The point is mapped back with ``x = sign(x0) s
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bayes_spheres.attack.gradient import Objective
+from bayes_spheres.attack.objectives import Objective, ValueGradFn, objective_in_u
 from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
 from bayes_spheres.attack.vertices import vertex_logits
 from bayes_spheres.data import INNER, OUTER
-from bayes_spheres.ensemble import Ensemble, wrong_class_sign
-
-ValueGradFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""``f(u [k, D], rows [k]) -> (value [k], gradient in u [k, D])`` at restarts ``rows``."""
+from bayes_spheres.ensemble import Ensemble
 
 # A step moves log(u_i / u_j) by at most ``eta``; past ~1e3 every coordinate behind the
 # leader underflows to 0 in float64, so a larger step changes nothing but risks inf - inf.
 _MAX_STEP = 1e3
-
-
-def linear_in_u(ensemble: Ensemble) -> tuple[Tensor, Tensor]:
-    """``W'`` [D, S] and ``c`` [S] with activations ``a = u @ W' + c`` at ``u = x^2``."""
-    f = ensemble.features
-    w_std = ensemble.w / f.std
-    return w_std.T.contiguous(), ensemble.b - w_std @ f.mean
-
-
-def objective_in_u(ensemble: Ensemble, label: Tensor, objective: Objective) -> ValueGradFn:
-    """The attacker's objective (same values as ``ensemble_score``) and its gradient in ``u``.
-
-    With wrong-class activations ``z = sign * a`` [k, S] the derivatives in ``z`` are
-    ``1/S`` (logit), ``sigmoid(-z)/S`` (Jensen bound) and ``softmax_s(log sigmoid z)
-    sigmoid(-z)`` (log mean sigmoid); the chain rule through ``a = u @ W' + c`` gives
-    ``sign * (df/dz) @ W'^T``.
-    """
-    w_u, c = linear_in_u(ensemble)
-    sign = wrong_class_sign(label)
-    n = ensemble.size
-
-    def value_and_grad(u: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        s = sign[rows, None]
-        z = s * (u @ w_u + c)  # [k, S]
-        if objective is Objective.LOGIT:
-            value = z.mean(-1)
-            dz = torch.full_like(z, 1.0 / n)
-        else:
-            log_sig = F.logsigmoid(z)
-            if objective is Objective.JENSEN:
-                value = log_sig.mean(-1)
-                dz = torch.sigmoid(-z) / n
-            else:
-                value = torch.logsumexp(log_sig, dim=-1) - math.log(n)
-                dz = torch.softmax(log_sig, dim=-1) * torch.sigmoid(-z)
-        return value, s * (dz @ w_u.T)
-
-    return value_and_grad
 
 
 def mirror_ascent(
