@@ -163,3 +163,17 @@ def test_fit_is_reproducible_with_a_seed(small_spheres):
 def test_hierarchical_model_is_refused_naming_the_site(small_spheres, centered):
     with pytest.raises(ValueError, match=r"site 's'.*real-valued|real-valued.*site 's'"):
         bootstrap.fit(Hierarchical(centered=centered), small_spheres, members=3)
+
+
+def test_converged_fits_do_not_depend_on_the_start_and_early_stopped_ones_do(small_spheres):
+    """The objective is convex: from zero or from the full data's MAP the converged fits
+    agree; stopped after 3 iterations, the fits from zero are still near the origin."""
+    model = Flat()
+    kw = dict(members=4, seed=0)
+    from_map = bootstrap.fit(model, small_spheres, **kw).ensemble
+    from_zero = bootstrap.fit(model, small_spheres, init="zero", **kw).ensemble
+    torch.testing.assert_close(from_zero.w, from_map.w, rtol=1e-4, atol=1e-5)
+    early = bootstrap.fit(model, small_spheres, init="zero", max_iter=3, **kw).ensemble
+    assert early.w.norm(dim=1).max() < 0.9 * from_map.w.norm(dim=1).min()
+    with pytest.raises(ValueError, match=r"inference\.init='nope'"):
+        bootstrap.fit(model, small_spheres, init="nope", **kw)
