@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 import torch.nn.functional as F
-from pyro.infer.autoguide import AutoGuideList
+from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from torch import Tensor
 
 from bayes_spheres.guides import AutoFullCovarianceNormal
@@ -85,7 +85,9 @@ class FullCovarianceState:
     def log_q(self, eps: Tensor, scale: Tensor) -> Tensor:
         return -0.5 * eps.dot(eps) - scale.log().sum() - 0.5 * self.dim * LOG_2PI
 
-    def update(self, opt: Momentum, f: float, g: Tensor, eps: Tensor, r: Tensor, scale: Tensor):
+    def update(
+        self, opt: Momentum, f: float, g: Tensor, eps: Tensor, r: Tensor, scale: Tensor
+    ) -> None:
         """One SGD step from ``g = d(-log p - lik)/dz`` (unscaled)."""
         buf_loc, buf_u, buf_lower = self.bufs
         grad_u = f * (g * r - 1.0 / scale) * torch.sigmoid(self.u)
@@ -105,6 +107,14 @@ class LinearGaussianStep:
 
         target = logistic_target(model, phi, y)
         self.state = FullCovarianceState(guide)
+        # the target's coordinates are the prior's sites in trace order; so must the guide's be
+        guide_sites = [(site["name"], v.numel()) for site, v in guide._unpack_latent(guide.loc)]
+        target_sites = [(k, v.numel()) for k, v in unravel_sites(model, phi).items()]
+        if guide_sites != target_sites:
+            raise Unsupported(
+                f"{model.name}: the guide's latents {guide_sites} are not the prior's "
+                f"{target_sites} in the same order"
+            )
         if target.sx.shape[1] != self.state.dim:
             raise Unsupported(
                 f"{model.name}: guide over {self.state.dim} latents, model has {target.sx.shape[1]}"
@@ -211,6 +221,14 @@ class HierarchicalStep:
         return float(loss)
 
 
+def unravel_sites(model: SphereModel, phi: Tensor) -> dict[str, Tensor]:
+    """The prior's latent sites, in trace order, at a draw (only names and sizes are used)."""
+    from bayes_spheres.inference.bootstrap import BatchedObjective  # avoids an import cycle
+
+    objective = BatchedObjective(model, phi, phi.new_zeros(len(phi)), phi.new_ones(1, len(phi)))
+    return objective.unravel(phi.new_zeros(objective.size))
+
+
 def closed_form_step(
     model: SphereModel, guide: Callable, phi: Tensor, y: Tensor
 ) -> Callable[[Momentum, float, int], float]:
@@ -235,6 +253,7 @@ def closed_form_step(
         and isinstance(guide, AutoGuideList)
         and len(guide) == 2
         and isinstance(guide[0], AutoFullCovarianceNormal)
+        and isinstance(guide[1], AutoNormal)
     ):
         return HierarchicalStep(model, guide, phi, y)
     raise Unsupported(
