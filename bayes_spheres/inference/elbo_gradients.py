@@ -1,6 +1,6 @@
 """Closed-form reparameterisation gradients of the ELBO for the study's SVI rows.
 
-Pyro's ``SVI.step`` spends most of its 2.2-2.8 ms per step at D = 500 outside the
+Pyro's ``SVI.step`` spends most of its 1.7-2.8 ms per step at D = 500 outside the
 arithmetic: tracing the guide and the model, the param store, one optimiser per parameter,
 autograd's graph. For the two pairs of Table 1 the gradient of the one-draw ELBO estimate
 has a short closed form, so one step is a handful of BLAS calls on the same parameters:
