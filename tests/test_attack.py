@@ -269,3 +269,54 @@ def test_pgd_with_closed_form_gradients_takes_autograds_path():
     assert (f_ours > start + 1e-3).all()  # it moved
     with pytest.raises(ValueError, match="score or value_and_grad"):
         A.projected_gradient_ascent(None, x0, radius, **kw)
+
+
+def autograd_pgd_reference(score, x0, radius, step_size, max_steps, tol, patience):
+    """The loop as it was before the closed-form gradients (autograd at the current point
+    every step, the new point's score separately), kept here as the reference."""
+    k = x0.shape[0]
+    rows = torch.arange(k)
+    x = A.project(x0.detach(), radius)
+    with torch.no_grad():
+        f = score(x, rows)
+    best_x, best = x.clone(), f.clone()
+    eta = torch.full_like(f, step_size)
+    since = torch.zeros(k, dtype=torch.long)
+    active = torch.ones(k, dtype=torch.bool)
+    for _ in range(max_steps):
+        idx = active.nonzero().squeeze(-1)
+        if idx.numel() == 0:
+            break
+        xa = x[idx].requires_grad_(True)
+        (g,) = torch.autograd.grad(score(xa, idx).sum(), xa)
+        with torch.no_grad():
+            x_new = A.project(xa + eta[idx, None] * g, radius[idx])
+            f_new = score(x_new, idx)
+            ok = f_new > f[idx]
+            x[idx[ok]], f[idx[ok]] = x_new[ok], f_new[ok]
+            eta[idx[~ok]] *= 0.5
+            fa = f[idx]
+            better = fa > best[idx]
+            noticeable = fa > best[idx] + tol
+            best_x[idx[better]] = x[idx[better]]
+            best[idx[better]] = fa[better]
+            since[idx] = torch.where(noticeable, 0, since[idx] + 1)
+            active[idx] = since[idx] < patience
+    return best_x, best
+
+
+@pytest.mark.parametrize("objective", [A.Objective.JENSEN, A.Objective.LOG_MEAN_SIGMOID])
+def test_the_ascent_equals_the_autograd_loop_it_replaced(objective):
+    """Backtracking (a large step is refused and halved) and patience both take part."""
+    ens = random_ensemble()
+    x0, radius, label = A.random_starts(5, D, RADII, torch.Generator().manual_seed(8))
+    kw = dict(step_size=0.5, max_steps=400, tol=1e-7, patience=10)
+    x_ref, f_ref = autograd_pgd_reference(A.ensemble_score(ens, label, objective), x0, radius, **kw)
+    x_new, f_new = A.projected_gradient_ascent(
+        None, x0, radius, value_and_grad=objectives.objective_in_x(ens, label, objective),
+        progress=False, **kw,
+    )  # fmt: skip
+    torch.testing.assert_close(x_new, x_ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(f_new, f_ref, rtol=1e-10, atol=1e-12)
+    start = A.ensemble_score(ens, label, objective)(A.project(x0, radius), torch.arange(10))
+    assert (f_new > start + 1e-3).all()

@@ -34,22 +34,29 @@ def tiny_spheres():
     return load_spheres(dim=5, n_train=60, n_val=100, seed=0)
 
 
-def fit_on(engine: str, make_model, guide: str, data, **kwargs):
+def fit_on(engine: str, make_model, guide: str, data, batch_size: int = 20, **kwargs):
     pyro.clear_param_store()
     pyro.set_rng_seed(3)
     post = svi.fit(
-        make_model(), data, members=30, guide=guide, num_steps=STEPS, batch_size=20,
+        make_model(), data, members=30, guide=guide, num_steps=STEPS, batch_size=batch_size,
         engine=engine, progress=False, **kwargs,
     )  # fmt: skip
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
     return post, params
 
 
-@pytest.mark.parametrize("pair", PAIRS)
-def test_closed_form_steps_follow_pyros_svi_path_for_the_same_seed(tiny_spheres, pair):
+@pytest.mark.parametrize(
+    ("pair", "batch_size"),
+    [*((pair, 20) for pair in PAIRS), ("flat", 60), ("hier_learnt_prior", 100)],
+    ids=[*PAIRS, "flat-full-batch", "hier-batch-over-n"],
+)
+def test_closed_form_steps_follow_pyros_svi_path_for_the_same_seed(tiny_spheres, pair, batch_size):
+    """Every minibatch size: below N (a random subsample each step), N and above (all the
+    data, no draw)."""
     make_model, guide = PAIRS[pair]
-    pyro_post, pyro_params = fit_on("pyro", make_model, guide, tiny_spheres, jit=False)
-    ours, our_params = fit_on("closed_form", make_model, guide, tiny_spheres)
+    kw = dict(batch_size=batch_size)
+    pyro_post, pyro_params = fit_on("pyro", make_model, guide, tiny_spheres, jit=False, **kw)
+    ours, our_params = fit_on("closed_form", make_model, guide, tiny_spheres, **kw)
     assert pyro_post.info["svi"]["engine"] == "pyro"
     assert ours.info["svi"]["engine"] == "closed_form"
     # every loss of the 200 steps, every parameter (the learnt prior's too) after them

@@ -58,35 +58,36 @@ def projected_gradient_ascent(
         if score is None:
             raise ValueError("projected_gradient_ascent needs score or value_and_grad")
         value_and_grad = autograd_value_and_grad(score)
-    k = x0.shape[0]
-    rows = torch.arange(k, device=x0.device)
-    x = project(x0.detach(), radius)
-    f, g = value_and_grad(x, rows)
-    best_x, best = x.clone(), f.clone()
-    eta = torch.full_like(f, step_size)
-    since = torch.zeros(k, dtype=torch.long, device=x.device)
-    active = torch.ones(k, dtype=torch.bool, device=x.device)
-    bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
-    for _ in bar:
-        idx = active.nonzero().squeeze(-1)
-        if idx.numel() == 0:
-            break
-        x_new = project(x[idx] + eta[idx, None] * g[idx], radius[idx])
-        f_new, g_new = value_and_grad(x_new, idx)
-        ok = f_new > f[idx] if backtrack else torch.ones_like(f_new, dtype=torch.bool)
-        acc = idx[ok]
-        x[acc], f[acc], g[acc] = x_new[ok], f_new[ok], g_new[ok]
-        eta[idx[~ok]] *= 0.5
-        fa = f[idx]
-        better = fa > best[idx]
-        noticeable = fa > best[idx] + tol
-        best_x[idx[better]] = x[idx[better]]
-        best[idx[better]] = fa[better]
-        since[idx] = torch.where(noticeable, 0, since[idx] + 1)
-        if patience is not None:
-            active[idx] = since[idx] < patience
-        bar.set_postfix(active=int(active.sum()), refresh=False)
-    bar.close()
+    with torch.no_grad():  # autograd_value_and_grad turns it on for itself
+        k = x0.shape[0]
+        rows = torch.arange(k, device=x0.device)
+        x = project(x0.detach(), radius)
+        f, g = value_and_grad(x, rows)
+        best_x, best = x.clone(), f.clone()
+        eta = torch.full_like(f, step_size)
+        since = torch.zeros(k, dtype=torch.long, device=x.device)
+        active = torch.ones(k, dtype=torch.bool, device=x.device)
+        bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+        for _ in bar:
+            idx = active.nonzero().squeeze(-1)
+            if idx.numel() == 0:
+                break
+            x_new = project(x[idx] + eta[idx, None] * g[idx], radius[idx])
+            f_new, g_new = value_and_grad(x_new, idx)
+            ok = f_new > f[idx] if backtrack else torch.ones_like(f_new, dtype=torch.bool)
+            acc = idx[ok]
+            x[acc], f[acc], g[acc] = x_new[ok], f_new[ok], g_new[ok]
+            eta[idx[~ok]] *= 0.5
+            fa = f[idx]
+            better = fa > best[idx]
+            noticeable = fa > best[idx] + tol
+            best_x[idx[better]] = x[idx[better]]
+            best[idx[better]] = fa[better]
+            since[idx] = torch.where(noticeable, 0, since[idx] + 1)
+            if patience is not None:
+                active[idx] = since[idx] < patience
+            bar.set_postfix(active=int(active.sum()), refresh=False)
+        bar.close()
     return best_x.detach(), best
 
 

@@ -49,6 +49,12 @@ class Unsupported(ValueError):
     """The model and guide have no closed-form step here (Pyro's SVI handles them)."""
 
 
+def minibatch(n: int, size: int) -> Tensor:
+    """Pyro's subsample: a random ``size`` of ``range(n)``, or all of it in order (no draw)
+    when ``size >= n``."""
+    return torch.randperm(n)[:size] if size < n else torch.arange(n)
+
+
 @dataclass
 class Momentum:
     """``torch.optim.SGD(lr, momentum)`` (no dampening, no Nesterov) on a set of tensors,
@@ -130,7 +136,7 @@ class LinearGaussianStep:
     def __call__(self, opt: Momentum, f: float, batch: int) -> float:
         st = self.state
         eps, r, scale, z = st.draw()
-        idx = torch.randperm(self.n)[:batch]
+        idx = minibatch(self.n, batch)
         sx = self.sx[idx]
         sa = torch.addmv(self.sz0[idx], sx, z)
         ratio = self.n / len(idx)
@@ -151,6 +157,8 @@ class HierarchicalStep:
     def __init__(self, model: Hierarchical, guide: AutoGuideList, phi: Tensor, y: Tensor):
         self.state = FullCovarianceState(guide[0])
         scale_params = dict(guide[1].named_parameters())
+        if set(scale_params) != {"locs.s_unconstrained", "scales.s_unconstrained"}:
+            raise Unsupported(f"the scale guide's parameters are {sorted(scale_params)}, not s's")
         self.m_q = scale_params["locs.s_unconstrained"].data
         self.u_q = scale_params["scales.s_unconstrained"].data
         self.learn_prior = model.learn_prior
@@ -178,7 +186,7 @@ class HierarchicalStep:
         sigma_q = F.softplus(self.u_q)
         t = self.m_q + sigma_q * eps_s
         s = t.exp()
-        idx = torch.randperm(self.n)[:batch]
+        idx = minibatch(self.n, batch)
         ratio = self.n / len(idx)
         v = z[: self.dim]
         b = z[self.dim] if self.bias else z.new_zeros(())

@@ -98,9 +98,10 @@ def fit(
     ``engine``: ``closed_form`` computes each step's gradient in closed form (full-covariance
     guide on a Gaussian-prior linear model, direction x scale guide on the non-centered
     hierarchical model; ``jit`` and ``validate`` then do not apply), ``pyro`` runs Pyro's
-    ``SVI``, ``auto`` takes ``closed_form`` where the pair has it. Both draw the same noise
-    in the same order (the guide is set up first, without touching the random stream), so
-    a seed gives the same fit on either engine, to rounding.
+    ``SVI``, ``auto`` takes ``closed_form`` where the pair has it. The closed form draws the
+    same noise in the same order as Pyro's eager ``SVI`` (the guide is set up first, without
+    touching the random stream), so a seed gives the same fit on both, to rounding; Pyro's
+    jit (``jit=True``) draws differently at its first, tracing step.
     Raises :class:`DivergedError` when the loss stops being finite, ``ValueError`` for
     ``engine=closed_form`` on a pair without one.
     """
