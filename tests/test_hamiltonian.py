@@ -166,17 +166,24 @@ def test_one_dimensional_logistic_posterior_against_quadrature(fast):
     _assert_close(draws**2, np.array([second]))
 
 
-@pytest.mark.parametrize("kick_below", [36.0, 15.0])
-def test_linear_trajectory_is_the_generic_one(monkeypatch, kick_below):
+@pytest.mark.parametrize(
+    ("kick_below", "gather_max"),
+    [(36.0, 1 << 24), (15.0, 1 << 24), (36.0, 0)],
+    ids=["all-forces", "default", "dense-kicks"],
+)
+def test_linear_trajectory_is_the_generic_one(monkeypatch, kick_below, gather_max):
     """The fast integrator (activations carried with the state, sparse kicks) gives the same
     chain as the generic one for the same random stream, on separable data with large
     activations, where most points drop out. Kicks from every point with ``a < 36`` (whose
     omitted terms are < 2.3e-16): equal to rounding; from ``a < 15`` only (the default, a
-    cheaper integrator; the slice still uses the exact energy): equal to 1e-6."""
+    cheaper integrator; the slice still uses the exact energy): equal to 1e-6. With
+    ``GATHER_MAX_ELEMENTS = 0`` every kick is the dense product used when many points pull
+    at large N: equal to rounding too."""
     from bayes_spheres.kernels import hamiltonian
     from bayes_spheres.kernels.hamiltonian import slice_trajectory_linear
 
     monkeypatch.setattr(hamiltonian, "KICK_BELOW", kick_below)
+    monkeypatch.setattr(hamiltonian, "GATHER_MAX_ELEMENTS", gather_max)
     tol = 1e-9 if kick_below == 36.0 else 1e-6
 
     g = torch.Generator().manual_seed(1)

@@ -178,6 +178,10 @@ def _choose(
 # log sigmoid(a) > -exp(-36) = -2.3e-16 for a > 36: such points leave a kick unchanged
 ACTIVE_BELOW = 36.0
 KICK_BELOW = 15.0
+# a kick gathers at most this many elements of [A | A A'] (128 MiB in float64); past it, one
+# dense [C, N] x [N, P + N] product (at N = 16,000 the gather of every point of 8 chains
+# would need 17 GB)
+GATHER_MAX_ELEMENTS = 1 << 24
 
 
 def slice_trajectory_linear(
@@ -234,6 +238,12 @@ def _kick(a: Tensor, lin: LinearLogistic) -> tuple[Tensor, Tensor]:
     ll = a.new_zeros(chains).index_add_(0, chain, F.logsigmoid(a))
     strong = a < KICK_BELOW
     chain, point, a = chain[strong], point[strong], a[strong]
+    if point.numel() * lin.joint.shape[1] > GATHER_MAX_ELEMENTS:
+        # many points pull (far from the posterior, early in warm-up): a dense product
+        # instead of gathering a [J, P + N] block that can outgrow memory at large N
+        weights = a.new_zeros(chains, lin.joint.shape[0])
+        weights.index_put_((chain, point), torch.sigmoid(-a), accumulate=True)
+        return ll, weights @ lin.joint
     rows = lin.joint[point] * torch.sigmoid(-a)[:, None]
     kick = rows.new_zeros(chains, rows.shape[1]).index_add_(0, chain, rows)
     return ll, kick
