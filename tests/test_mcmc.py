@@ -4,6 +4,7 @@ configuration, and one quick pipeline run."""
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import arviz as az
@@ -19,7 +20,8 @@ from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import mcmc
 from bayes_spheres.inference.potential import FlatPotential
 from bayes_spheres.kernels import Slice
-from bayes_spheres.kernels.targets import PotentialTarget
+from bayes_spheres.kernels.logistic import model_target
+from bayes_spheres.kernels.potential import PotentialTarget
 from bayes_spheres.models import Flat, Hierarchical, SharedMean
 from bayes_spheres.pipeline import run
 
@@ -32,7 +34,8 @@ def small_data():
 @pytest.mark.parametrize("model", [Flat(), SharedMean(), Flat(bias=False)])
 @pytest.mark.parametrize("directions", ["coordinate", "factor"])
 def test_fast_path_gives_the_same_chain_as_the_generic_path(small_data, model, directions):
-    kw = dict(members=40, seed=3, num_chains=2, warmup=30, directions=directions, progress=False)
+    kw = dict(members=40, seed=3, num_chains=2, warmup=30, directions=directions, progress=False,
+              scale_moves=1)  # fmt: skip
     fast = mcmc.fit(model, small_data, fast=True, **kw)
     generic = mcmc.fit(model, small_data, fast=False, **kw)
     assert fast.info["mcmc"]["path"] == "fast" and generic.info["mcmc"]["path"] == "generic"
@@ -42,7 +45,7 @@ def test_fast_path_gives_the_same_chain_as_the_generic_path(small_data, model, d
 
 def test_fast_path_log_density_matches_pyro(small_data):
     model = SharedMean(sigma_mu=3.0, sigma=0.5)
-    target = mcmc.logistic_target(model, small_data.phi_train, small_data.y_train)
+    target = model_target(model, small_data.phi_train, small_data.y_train)
     potential = FlatPotential.from_model(model, small_data.phi_train, small_data.y_train)
     theta = torch.randn(5, potential.size, generator=torch.Generator().manual_seed(0))
     exact = -torch.stack([potential(t) for t in theta])
@@ -54,7 +57,7 @@ def test_fast_path_log_density_matches_pyro(small_data):
 def test_fast_scaling_ray_matches_the_log_density(small_data, model):
     """LogisticTarget's O(N) density along e^s theta (the offset does not scale) equals its
     log density at the scaled points, and Pyro's potential's up to one constant."""
-    target = mcmc.logistic_target(model, small_data.phi_train, small_data.y_train)
+    target = model_target(model, small_data.phi_train, small_data.y_train)
     potential = FlatPotential.from_model(model, small_data.phi_train, small_data.y_train)
     generic = PotentialTarget(potential)
     gen = torch.Generator().manual_seed(1)
@@ -68,13 +71,14 @@ def test_fast_scaling_ray_matches_the_log_density(small_data, model):
 
 
 def test_hierarchical_models_take_the_generic_path(small_data):
-    with pytest.raises(ValueError, match="real-valued"):
-        mcmc.logistic_target(Hierarchical(), small_data.phi_train, small_data.y_train)
+    with pytest.raises(ValueError, match="support"):
+        model_target(Hierarchical(), small_data.phi_train, small_data.y_train)
     post = mcmc.fit(
         Hierarchical(centered=False), small_data, members=20, num_chains=2, warmup=10,
         thin=1, directions="factor", progress=False,
     )  # fmt: skip
     assert post.info["mcmc"]["path"] == "generic"
+    assert "support" in post.info["mcmc"]["path_reason"]
     assert bool((post.samples["s"] > 0).all())
     assert post.samples["w"].shape == (2, 10, 6)
 
@@ -86,6 +90,10 @@ def test_posterior_shapes_and_diagnostics(small_data):
     assert post.ensemble.size == 30
     assert post.samples["w"].shape == (4, 16, 6) and post.samples["b"].shape == (4, 16)
     assert post.sample_stats["lp"].shape == (4, 16)
+    # the recorded log density is Pyro's -potential at each draw
+    potential = FlatPotential.from_model(Flat(), small_data.phi_train, small_data.y_train)
+    theta = torch.cat([post.samples["w"][1, 3], post.samples["b"][1, 3, None]])
+    torch.testing.assert_close(post.sample_stats["lp"][1, 3], -potential(theta))
     torch.testing.assert_close(post.ensemble.w[:8], post.samples["w"][0, 1::2])
     conv = post.info["convergence"]
     assert set(conv) >= {"rhat_max", "ess_bulk_min", "ess_tail_min"}
@@ -111,11 +119,16 @@ def test_logistic_regression_d10_matches_nuts():
             assert abs(a[..., j].mean() - b[..., j].mean()) < 4 * se, (site, j)
 
 
+@pytest.mark.parametrize("cpus", [1, 16], ids=["sequential", "parallel"])
 @pytest.mark.parametrize(
     ("directions", "keys"),
     [("coordinate", {"width", "evals/update"}), ("hamiltonian", {"step", "accept"})],
 )
-def test_slice_kernel_in_pyro_mcmc_and_arviz(directions, keys):
+def test_slice_kernel_in_pyro_mcmc_and_arviz(directions, keys, cpus, monkeypatch):
+    """In both of Pyro's chain regimes (worker processes when ``num_chains <= cpu_count - 1``,
+    else one chain after another): constrained sites come back constrained."""
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: cpus)
+
     def model():
         pyro.sample("s", dist.Gamma(3.0, 1.0))
         pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
@@ -131,8 +144,9 @@ def test_slice_kernel_in_pyro_mcmc_and_arviz(directions, keys):
     assert "diverging" in idata.sample_stats
     assert not bool(idata.sample_stats["diverging"].any())
     assert bool((idata.posterior["s"] > 0).all())
-    assert set(kernel.logging()) == keys
-    assert "s" in kernel.transforms
+    if cpus == 1:  # in worker processes the parent's kernel never samples
+        assert set(kernel.logging()) == keys
+    assert "s" in m.transforms
     s = idata.posterior["s"].values  # Gamma(3, 1): mean 3, a skewed target
     mcse = s.std() / np.sqrt(float(az.ess(s)))
     assert abs(s.mean() - 3.0) < 4 * mcse
@@ -147,6 +161,15 @@ def test_slice_kernel_rejects_bad_arguments():
         Slice(lambda: None, directions="coordinates")
     with pytest.raises(ValueError, match="trajectory"):
         Slice(lambda: None, directions="hamiltonian", trajectory=0.0)
+    for name in ("init_width", "trajectory", "warmup_trajectory", "max_energy"):
+        with pytest.raises(ValueError, match=f"{name}=inf"):
+            Slice(lambda: None, **{name: math.inf})
+    with pytest.raises(ValueError, match="max_steps"):
+        Slice(lambda: None, max_steps=2.5)
+    with pytest.raises(ValueError, match="target_accept"):
+        Slice(lambda: None, target_accept=1.0)
+    with pytest.raises(ValueError, match="diagonal"):
+        Slice(lambda: None, mass="full")
 
 
 @pytest.mark.parametrize(

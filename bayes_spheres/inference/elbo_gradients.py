@@ -7,7 +7,7 @@ has a short closed form, so one step is a handful of BLAS calls on the same para
 
 - a full-covariance Gaussian guide (:class:`~bayes_spheres.guides.AutoFullCovarianceNormal`)
   on any model whose activations are linear in its latents and whose prior is Gaussian
-  (:func:`~bayes_spheres.inference.mcmc.logistic_target` reads both off the Pyro model:
+  (:func:`~bayes_spheres.kernels.logistic.model_target` reads both off the Pyro model:
   the flat and shared-mean models, or a user's model of that kind);
 - the direction x scale guide ``q(v, b) q(s)`` on the non-centered hierarchical model,
   with or without a learnt prior ``p(s)``.
@@ -40,6 +40,7 @@ from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from torch import Tensor
 
 from bayes_spheres.guides import AutoFullCovarianceNormal
+from bayes_spheres.kernels.logistic import model_target
 from bayes_spheres.models import Hierarchical, SphereModel
 
 LOG_2PI = math.log(2 * math.pi)
@@ -109,9 +110,7 @@ class LinearGaussianStep:
     latents: ``a = X z + a0``, ``log p(z) = c + h.z - z'Qz/2``."""
 
     def __init__(self, model: SphereModel, guide: AutoFullCovarianceNormal, phi: Tensor, y: Tensor):
-        from bayes_spheres.inference.mcmc import logistic_target  # avoids an import cycle
-
-        target = logistic_target(model, phi, y)
+        target = model_target(model, phi, y)
         self.state = FullCovarianceState(guide)
         # the target's coordinates are the prior's sites in trace order; so must the guide's be
         guide_sites = [(site["name"], v.numel()) for site, v in guide._unpack_latent(guide.loc)]
@@ -121,12 +120,13 @@ class LinearGaussianStep:
                 f"{model.name}: the guide's latents {guide_sites} are not the prior's "
                 f"{target_sites} in the same order"
             )
-        if target.sx.shape[1] != self.state.dim:
+        latents = target.signed_x.shape[1]
+        if latents != self.state.dim:
             raise Unsupported(
-                f"{model.name}: guide over {self.state.dim} latents, model has {target.sx.shape[1]}"
+                f"{model.name}: guide over {self.state.dim} latents, model has {latents}"
             )
-        self.sx, self.sz0, self.h = target.sx, target.sz0, target.h
-        q = target.q
+        self.sx, self.sz0, self.h = target.signed_x, target.signed_offset, target.shift
+        q = target.precision
         diagonal = torch.count_nonzero(q - torch.diag(q.diagonal())) == 0
         self.q_diag = q.diagonal().clone() if diagonal else None
         self.q = q
@@ -249,7 +249,7 @@ def closed_form_step(
             return LinearGaussianStep(model, guide, phi, y)
         except Unsupported:
             raise
-        except ValueError as err:  # logistic_target: not linear, not Gaussian, not real
+        except ValueError as err:  # model_target: not linear, not Gaussian, not real
             raise Unsupported(
                 f"no closed-form ELBO gradient for model {model.name} with a full-covariance "
                 f"guide, which needs a Gaussian prior over real latents and linear "

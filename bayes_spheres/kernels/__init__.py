@@ -1,7 +1,9 @@
-"""MCMC kernels: slice sampling (Neal 2003) along coordinates or factor directions (Tibbits
-et al. 2014); :class:`Slice` is the Pyro ``MCMCKernel`` shell over the pure steps."""
+"""MCMC kernels: :class:`Slice`, the Pyro ``MCMCKernel`` for slice sampling along Hamiltonian
+trajectories, covariance eigenvectors (Tibbits et al. 2014) or coordinates (Neal 2003), a thin
+shell over the pure algorithms in this package."""
 
+from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler, Mass
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
 from bayes_spheres.kernels.slice import Slice
 
-__all__ = ["Directions", "Slice", "SliceSampler"]
+__all__ = ["Directions", "HamiltonianSliceSampler", "Mass", "Slice", "SliceSampler"]

@@ -2,8 +2,9 @@
 slice updates (Neal 2003) along a basis of directions, with the basis and the widths adapted
 during warm-up.
 
-Directions are the coordinates, or the eigenvectors of the posterior covariance estimated from
-the warm-up draws (``factor``): along the eigenvectors a Gaussian posterior factorises, so one
+Directions are the coordinates, or the factor directions of the posterior covariance estimated from
+the warm-up draws (``factor``; eigenvectors of the correlation matrix, scaled by the
+standard deviations): along them a Gaussian posterior factorises, so one
 sweep is then an independent draw however strongly the coordinates are correlated. The widths
 follow Tibbits et al.'s rule: expansions and shrinks should balance (Sec. 3.3).
 
@@ -18,16 +19,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 import torch
+from pyro.infer.mcmc.adaptation import WarmupAdapter
+from pyro.ops.welford import WelfordCovariance
 from torch import Tensor
 
+from bayes_spheres.kernels.protocols import Target
 from bayes_spheres.kernels.steps import scale_update, slice_update
-from bayes_spheres.kernels.targets import Target
 
-# Fractions of the warm-up at which the covariance is re-estimated from the draws since the
-# previous estimate (windows that grow, as in Stan's warm-up); the last stretch tunes widths.
-COVARIANCE_WINDOWS = (0.15, 0.3, 0.5, 0.8)
-# Shrinkage of the window's covariance towards its diagonal: (n S + k diag S) / (n + k).
-SHRINKAGE_DRAWS = 10
 WIDTH_FACTOR_RANGE = (0.25, 4.0)
 
 
@@ -39,19 +37,27 @@ class Directions(StrEnum):
     HAMILTONIAN = "hamiltonian"  # along Hamiltonian trajectories: kernels.hamiltonian
 
 
-def window_ends(warmup: int) -> list[int]:
-    """The warm-up sweeps after which the covariance is re-estimated (none for short warm-ups)."""
-    ends = sorted({round(f * warmup) for f in COVARIANCE_WINDOWS})
-    return [e for i, e in enumerate(ends) if e - (ends[i - 1] if i else 0) >= 5]
+def slow_windows(warmup: int) -> list[tuple[int, int]]:
+    """The warm-up sweeps ``(first, last)`` over which the covariance is estimated: the slow
+    windows of Stan's schedule as Pyro's :class:`~pyro.infer.mcmc.adaptation.WarmupAdapter`
+    builds it (its first and last windows only tune widths); none for short warm-ups."""
+    if warmup < 20:
+        return []
+    adapter = WarmupAdapter(adapt_step_size=False, adapt_mass_matrix=True)
+    adapter.configure(warmup, initial_step_size=1.0, mass_matrix_shape={("theta",): (1,)})
+    return [(window.start, window.end) for window in adapter.adaptation_schedule[1:-1]]
 
 
-def factor_basis(draws: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvectors (columns) and eigenvalues of the shrunk covariance of ``draws`` [n, P]."""
-    n = draws.shape[0]
-    cov = torch.cov(draws.T).reshape(draws.shape[1], draws.shape[1])
-    cov = (n * cov + SHRINKAGE_DRAWS * torch.diag(torch.diagonal(cov))) / (n + SHRINKAGE_DRAWS)
-    values, vectors = torch.linalg.eigh(cov)
-    return vectors, values.clamp_min(0.0)
+def factor_basis(covariance: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Directions (columns) along which a Gaussian with this covariance factorises, and the
+    variance along each: ``sd * v_k`` and ``lambda_k`` for the eigenpairs of the correlation
+    matrix, in float64. Through the correlation matrix, not the covariance: where scales
+    differ by many orders (a site the likelihood does not reach drifts far), the eigenvalues
+    of the covariance lose the small directions to rounding, and their widths collapse."""
+    sd = covariance.double().diagonal().clamp_min(1e-300).sqrt()
+    correlation = covariance.double() / sd[:, None] / sd[None, :]
+    values, vectors = torch.linalg.eigh(correlation)
+    return (sd[:, None] * vectors).to(dtype), values.clamp_min(0.0).to(dtype)
 
 
 class SliceSampler:
@@ -74,7 +80,6 @@ class SliceSampler:
         scale_moves: int = 0,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
     ) -> None:
         if init_width <= 0 or max_steps < 1 or adapt_every < 1 or warmup < 0 or scale_moves < 0:
             raise ValueError(
@@ -86,15 +91,14 @@ class SliceSampler:
         if self.directions is Directions.HAMILTONIAN:
             raise ValueError("directions='hamiltonian': use HamiltonianSliceSampler")
         self.warmup, self.max_steps, self.adapt_every = warmup, max_steps, adapt_every
-        self.generator = generator
         self.basis = torch.eye(dim, dtype=dtype, device=device)
         self.widths = torch.full((dim,), float(init_width), dtype=dtype, device=device)
         self.scale_moves, self.scale_width = scale_moves, float(init_width)
         self._scale_counts = [0.0, 0.0]  # expansions, shrinks of the scale moves in warm-up
         self.iteration = 0
         self.calls = self.updates = 0
-        self._ends = window_ends(warmup) if self.directions is Directions.FACTOR else []
-        self._window: list[Tensor] = []
+        self._windows = slow_windows(warmup) if self.directions is Directions.FACTOR else []
+        self._welford = WelfordCovariance(diagonal=False)
         self._expansions = torch.zeros(dim, dtype=dtype, device=device)
         self._shrinks = torch.zeros(dim, dtype=dtype, device=device)
 
@@ -117,10 +121,10 @@ class SliceSampler:
         """One update along every direction, in random order, then ``scale_moves`` scale moves;
         returns ``(theta, logp)``."""
         lines = target.lines(theta, self.basis)
-        order = torch.randperm(len(self.widths), generator=self.generator)
+        order = torch.randperm(len(self.widths))
         widths = self.widths.tolist()
         for k in order.tolist():
-            step = slice_update(lines.along(k), logp, widths[k], self.max_steps, self.generator)
+            step = slice_update(lines.along(k), logp, widths[k], self.max_steps)
             lines.move(k, step.t)
             logp = step.logp
             self.calls += step.calls
@@ -138,9 +142,8 @@ class SliceSampler:
 
     def _scale_move(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
         step = scale_update(
-            target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width, self.max_steps,
-            self.generator,
-        )  # fmt: skip
+            target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width, self.max_steps
+        )
         self.calls += step.calls
         self.updates += 1
         if self.warming_up:
@@ -161,11 +164,14 @@ class SliceSampler:
                 self.scale_width *= min(max(2.0 * (e + 1) / (e + s + 2), WIDTH_FACTOR_RANGE[0]),
                                         WIDTH_FACTOR_RANGE[1])  # fmt: skip
                 self._scale_counts = [0.0, 0.0]
-        if self._ends and done <= self._ends[-1]:
-            self._window.append(theta.clone())
-        if done in self._ends:
-            draws = torch.cat(self._window)
-            self._window = []
-            if draws.shape[0] > 2:
-                self.basis, values = factor_basis(draws)
-                self.widths = 3.0 * values.sqrt().clamp_min(1e-6)
+        window = next((w for w in self._windows if w[0] <= self.iteration <= w[1]), None)
+        if window is None:
+            return
+        for row in theta.double():  # Welford in float64 whatever the model's dtype
+            self._welford.update(row)
+        if self.iteration == window[1] and self._welford.n_samples > 2:
+            # Stan's regularised estimate (shrunk towards 1e-3 I), as Pyro's mass matrix
+            covariance = self._welford.get_covariance(regularize=True)
+            self._welford.reset()
+            self.basis, values = factor_basis(covariance, theta.dtype)
+            self.widths = 3.0 * values.sqrt().clamp_min(1e-6)

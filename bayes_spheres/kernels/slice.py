@@ -1,48 +1,132 @@
-"""``Slice``: a Pyro :class:`~pyro.infer.mcmc.MCMCKernel` for (factor) slice sampling, or
-slice sampling along Hamiltonian trajectories (``directions="hamiltonian"``).
+"""``Slice``: a Pyro :class:`~pyro.infer.mcmc.MCMCKernel` for slice sampling along Hamiltonian
+trajectories (the default), along warm-up covariance eigenvectors (factor slice sampling) or
+along coordinates::
 
-A thin shell over :class:`~bayes_spheres.kernels.sampler.SliceSampler` (Neal 2003; Tibbits et
-al. 2014), in the shape of Pyro's ``RandomWalkKernel``: ``setup`` builds the potential with
-:func:`pyro.infer.mcmc.util.initialize_model` as ``HMC`` does (constrained sites move in
-unconstrained space through Pyro's transforms); one ``sample`` call is one sweep of univariate
-updates along every direction. Works for any model with continuous latent sites::
-
-    mcmc = MCMC(Slice(model), num_samples=1000, warmup_steps=500, num_chains=4)
+    mcmc = MCMC(Slice(model), num_samples=1000, warmup_steps=200, num_chains=4)
     mcmc.run(data)
+    mcmc.get_samples(group_by_chain=True)
     arviz.from_pyro(mcmc)
+
+A thin shell over the pure algorithms (:mod:`~bayes_spheres.kernels.hamiltonian`,
+:mod:`~bayes_spheres.kernels.sampler`), in the shape of Pyro's ``RandomWalkKernel``: ``setup``
+builds the potential with :func:`pyro.infer.mcmc.util.initialize_model` as ``HMC`` does
+(constrained sites move in unconstrained space through Pyro's transforms).
+
+**The fast path is found, not chosen.** At the first update the kernel probes the model
+(:func:`~bayes_spheres.kernels.logistic.linear_logistic_target`): a Bernoulli likelihood whose
+logits are linear in the latents under a Gaussian prior (the study's flat and shared-mean
+models, or a user's own such model) is sampled in O(N + P) per step and chain, any other model
+through Pyro's potential. ``diagnostics()`` says which path ran; ``fast=False`` forces the
+generic one.
+
+**Chains.** Pyro runs chains in worker processes when ``num_chains <= cpu_count - 1``, else
+one after another in this process. In the second regime (``vectorize_chains=True``) the kernel
+advances all of the run's chains together while Pyro draws the first one, one batched update
+for all of them, and hands Pyro each later chain's recorded draws when Pyro asks for that
+chain: the same ``[chain, draw]`` samples, diagnostics and hooks, at the cost of one chain on
+the fast path (its steps are small tensor operations, whose cost hardly grows with the number
+of chains). The chains share the step size adapted in warm-up (on their mean acceptance
+statistic); after warm-up each is a Markov chain of its own. In worker processes each chain
+runs alone and adapts its own.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import torch
 from pyro.infer.autoguide.initialization import init_to_uniform
+from pyro.infer.mcmc.api import _UnarySampler
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 
-from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
+from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler, Mass
+from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
+from bayes_spheres.kernels.potential import PotentialTarget
+from bayes_spheres.kernels.protocols import Target
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
-from bayes_spheres.kernels.targets import PotentialTarget
+
+FAST_PATH_SCALE_MOVES = 3  # docs/mcmc.md: what they buy on the flat model at the paper's scale
+
+
+@dataclass
+class _ChainBatch:
+    """Chains advanced together for one run of Pyro's sequential sampler ``runner``."""
+
+    runner: object | None
+    initial: Tensor  # [C, P]
+    states: list[Tensor] = field(default_factory=list)  # per update, [C, P]
+    diverging: list[Tensor] = field(default_factory=list)  # per update, [C]
+    log_density: list[Tensor] = field(default_factory=list)  # per update, [C]
+    info: dict = field(default_factory=dict)
+    served: int = 0  # chains handed to Pyro so far
+
+    @property
+    def size(self) -> int:
+        return len(self.initial)
+
+
+def _sequential_runner() -> _UnarySampler | None:
+    """Pyro's sampler that runs chains one after another, if it is the one calling ``setup``.
+
+    ``MCMC`` does not tell a kernel how many chains it will ask for; the sequential sampler
+    knows (``num_chains``, and ``initial_params`` for all of them)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, _UnarySampler):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _positive(name: str, value: object, integer: bool = False, zero: bool = False) -> None:
+    kinds = int if integer else int | float
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and (value >= 0 if zero else value > 0)):
+        what = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name}={value!r}: must be {what} {'>= 0' if zero else '> 0'}")
+
+
+def _choice(name: str, value: object, kind: type[StrEnum]) -> StrEnum:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValueError(f"{name}={value!r}: must be one of {allowed}") from None
 
 
 class Slice(MCMCKernel):
-    """Slice sampling along coordinates or warm-up covariance eigenvectors (``directions``).
+    """Slice sampling for any Pyro model with continuous latent sites (module docstring).
 
-    :param model: a Pyro model with continuous latent sites; or give ``potential_fn`` (over a
-        dict of unconstrained site values), with ``transforms`` and, before ``run``,
-        ``initial_params``.
-    :param directions: ``"coordinate"`` or ``"factor"`` (eigenvectors of the covariance of the
-        warm-up draws, Tibbits et al. 2014).
-    :param init_width: initial interval width in unconstrained space (adapted in warm-up).
+    :param model: a Pyro model; or give ``potential_fn`` (over a dict of unconstrained site
+        values), with ``transforms`` and, before ``run``, ``initial_params``.
+    :param directions: ``"hamiltonian"`` (slices along Hamiltonian trajectories),
+        ``"factor"`` (eigenvectors of the warm-up covariance, Tibbits et al. 2014) or
+        ``"coordinate"``.
+    :param trajectory: hamiltonian: the length in time of a trajectory (on the fast path in
+        prior-whitened units, ``pi / 2`` a quarter period of the prior).
+    :param warmup_trajectory: hamiltonian: a shorter length while adapting (None: the same).
+    :param target_accept: hamiltonian: the mean ``min(1, e^-dH)`` the step size is adapted to.
+    :param mass: hamiltonian, generic path: the mass matrix adapted in warm-up, ``"diagonal"``,
+        ``"dense"`` or ``"unit"``. The fast path is whitened by the prior instead.
+    :param scale_moves: scale moves ``theta <- g theta`` after each update (Liu & Sabatti
+        2000), 0 for none; None: 3 on the fast path (a Gaussian prior cut by constraints,
+        whose radius univariate and short Hamiltonian moves change slowly), 0 on the generic
+        path (where the origin of the unconstrained space means nothing in particular, and a
+        flat direction, e.g. the observed half of an ``obs_mask`` site, drifts without end).
+    :param init_width: the initial width of univariate slices (and of the scale moves).
     :param max_steps: Neal's ``m``: the most widths stepping-out may span.
-    :param scale_moves: scale moves ``theta <- g theta`` per sweep (Liu & Sabatti 2000).
-    :param trajectory: ``directions="hamiltonian"`` only: the length in time of the
-        trajectories along which the slice is sampled (unit mass; step size adapted in warm-up;
-        :mod:`bayes_spheres.kernels.hamiltonian`).
+    :param max_energy: hamiltonian: an energy rise above this marks a divergent update.
+    :param fast: take the fast path where the model allows it.
+    :param vectorize_chains: advance sequential chains together (module docstring).
+    :param init_strategy: Pyro's initialisation strategy for the chains' starting points.
     """
 
     def __init__(
@@ -50,91 +134,105 @@ class Slice(MCMCKernel):
         model: Callable | None = None,
         potential_fn: Callable[[dict[str, Tensor]], Tensor] | None = None,
         transforms: dict | None = None,
-        directions: Directions | str = Directions.FACTOR,
+        directions: Directions | str = Directions.HAMILTONIAN,
+        trajectory: float = 6.0,
+        warmup_trajectory: float | None = 1.5,
+        target_accept: float = 0.8,
+        mass: Mass | str = Mass.DIAGONAL,
+        scale_moves: int | None = None,
         init_width: float = 1.0,
         max_steps: int = 20,
-        scale_moves: int = 0,
-        trajectory: float = 3.0,
+        max_energy: float = MAX_ENERGY,
+        fast: bool = True,
+        vectorize_chains: bool = True,
         init_strategy: Callable = init_to_uniform,
     ) -> None:
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model and potential_fn")
-        if not (isinstance(init_width, int | float) and init_width > 0):
-            raise ValueError(f"init_width={init_width!r}: must be a positive number")
-        if not (isinstance(max_steps, int) and max_steps >= 1):
-            raise ValueError(f"max_steps={max_steps!r}: must be an integer >= 1")
-        if not (isinstance(scale_moves, int) and scale_moves >= 0):
-            raise ValueError(f"scale_moves={scale_moves!r}: must be an integer >= 0")
-        self.model = model
-        self.potential_fn = potential_fn
-        self.transforms = transforms or {}
-        self.directions = Directions(directions)
-        self.init_width = float(init_width)
-        self.max_steps = max_steps
-        self.scale_moves = scale_moves
-        if not (isinstance(trajectory, int | float) and trajectory > 0):
-            raise ValueError(f"trajectory={trajectory!r}: must be a positive number")
-        self.trajectory = float(trajectory)
-        self.init_strategy = init_strategy
+        _positive("trajectory", trajectory)
+        if warmup_trajectory is not None:
+            _positive("warmup_trajectory", warmup_trajectory)
+        if not (isinstance(target_accept, int | float) and 0 < target_accept < 1):
+            raise ValueError(f"target_accept={target_accept!r}: must be in (0, 1)")
+        if scale_moves is not None:
+            _positive("scale_moves", scale_moves, integer=True, zero=True)
+        _positive("init_width", init_width)
+        _positive("max_steps", max_steps, integer=True)
+        _positive("max_energy", max_energy)
+        self.model, self.potential_fn, self.transforms = model, potential_fn, transforms
+        self.directions = _choice("directions", directions, Directions)
+        self.mass = _choice("mass", mass, Mass)
+        self.trajectory, self.warmup_trajectory = float(trajectory), warmup_trajectory
+        self.target_accept, self.scale_moves = float(target_accept), scale_moves
+        self.init_width, self.max_steps, self.max_energy = float(init_width), max_steps, max_energy
+        self.fast, self.vectorize_chains, self.init_strategy = fast, vectorize_chains, init_strategy
         self._initial_params: dict[str, Tensor] | None = None
+        self._batch: _ChainBatch | None = None
+        self._chain = 0  # this chain's index in the batch
+        self._t = 0  # updates so far in this chain
+        self.path: str | None = None  # "fast" or "generic" once a chain has run
+        self.path_reason = ""
         self._sampler: SliceSampler | HamiltonianSliceSampler | None = None
-        self._theta: Tensor | None = None
-        self._logp: Tensor | None = None
+        self._prototype = None
         super().__init__()
 
-    def setup(self, warmup_steps: int, *args: object, **kwargs: object) -> None:
-        if self.model is not None:
-            init, self.potential_fn, self.transforms, _ = initialize_model(
-                self.model,
-                model_args=args,
-                model_kwargs=kwargs,
-                init_strategy=self.init_strategy,
-            )
-            if self._initial_params is None:
-                self._initial_params = init
-        if self._initial_params is None:
-            raise ValueError("Slice(potential_fn=...) needs initial_params")
-        self._shapes = {k: v.shape for k, v in self._initial_params.items()}
-        some = next(iter(self._initial_params.values()))
-        size = sum(math.prod(s) for s in self._shapes.values())
-        self._target = PotentialTarget(lambda theta: self.potential_fn(self._unravel(theta)))
-        if self.directions is Directions.HAMILTONIAN:
-            self._sampler = HamiltonianSliceSampler(
-                warmup_steps,
-                self.trajectory,
-                init_step=0.1,
-                scale_moves=self.scale_moves,
-                scale_width=self.init_width,
-                max_steps=self.max_steps,
-            )
-        else:
-            self._sampler = SliceSampler(
-                size,
-                self.directions,
-                warmup=warmup_steps,
-                init_width=self.init_width,
-                max_steps=self.max_steps,
-                scale_moves=self.scale_moves,
-                dtype=some.dtype,
-                device=some.device,
-            )
-        self._theta = self._logp = None
+    # -- Pyro's MCMCKernel interface -------------------------------------------------------
 
-    def _unravel(self, theta: Tensor) -> dict[str, Tensor]:
-        out, i = {}, 0
-        for name, shape in self._shapes.items():
-            n = math.prod(shape)
-            out[name] = theta[i : i + n].reshape(shape)
-            i += n
-        return out
+    def setup(self, warmup_steps: int, *args: object, **kwargs: object) -> None:
+        self._warmup_steps, self._args, self._kwargs = warmup_steps, args, kwargs
+        self._t = 0
+        runner = _sequential_runner() if self.vectorize_chains else None
+        batch = self._batch
+        if batch is not None and runner is not None and batch.runner is runner:
+            if batch.served < batch.size:  # a later chain of the batch: hand over its draws
+                self._chain, batch.served = batch.served, batch.served + 1
+                self._initial_params = self._unravel(batch.initial[self._chain])
+                return
+        self._batch, self._chain = None, 0
+        chains = runner.num_chains if runner is not None else 1
+        given = runner.initial_params if runner is not None else None
+        if self.model is not None:
+            init, self.potential_fn, self.transforms, self._prototype = initialize_model(
+                self.model, model_args=args, model_kwargs=kwargs,
+                init_strategy=self.init_strategy, num_chains=chains,
+            )  # fmt: skip
+            if chains == 1:
+                init = {k: v[None] for k, v in init.items()}
+        elif self._initial_params is not None:
+            init = {k: v[None] for k, v in self._initial_params.items()}
+            chains = 1
+        else:
+            raise ValueError("Slice(potential_fn=...) needs initial_params")
+        if given is not None:
+            init = {k: torch.as_tensor(v) for k, v in given.items()}
+        elif self._initial_params is not None:  # set on the kernel for its (first) chain
+            init = {k: torch.cat([v[None], init[k][1:]]) for k, v in self._initial_params.items()}
+        self._shapes = {k: v.shape[1:] for k, v in init.items()}
+        flat = [v.reshape(len(v), -1) for v in init.values()]
+        initial = torch.cat(flat, 1) if flat else torch.zeros(chains, 0)
+        self._batch = _ChainBatch(runner, initial.detach(), served=1)
+        self._initial_params = self._unravel(initial[0])
+        self._sampler = None
 
     def sample(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
-        theta = torch.cat([params[k].detach().reshape(-1) for k in self._shapes])[None]
-        if self._theta is None or not torch.equal(theta, self._theta):
-            self._logp = self._target.log_density(theta)
-        with torch.no_grad():
-            self._theta, self._logp = self._sampler.sweep(self._target, theta, self._logp)
-        return self._unravel(self._theta[0])
+        batch = self._batch
+        if batch.initial.shape[1] == 0:  # no latent sites
+            return params
+        if self._chain > 0:
+            theta = batch.states[self._t][self._chain]
+        else:
+            theta = self._advance()
+        self._t += 1
+        return self._unravel(theta)
+
+    def cleanup(self) -> None:
+        # Pyro calls this at the end of each chain (the sequential sampler twice); the next
+        # chain draws its own starting point unless Pyro hands it one.
+        self._initial_params = None
+        if self._batch is not None and self._batch.served >= self._batch.size:
+            self._batch.states, self._batch.diverging, self._batch.log_density = [], [], []
+            if self._batch.runner is None:
+                self._batch = None
 
     @property
     def initial_params(self) -> dict[str, Tensor] | None:
@@ -147,15 +245,104 @@ class Slice(MCMCKernel):
     def logging(self) -> OrderedDict:
         s = self._sampler
         if isinstance(s, HamiltonianSliceSampler):
-            info = s.info()
+            accept = s.accept_sum / max(s.iteration, 1)
+            return OrderedDict([("step", f"{s.step_size:.2e}"), ("accept", f"{accept:.2f}")])
+        if isinstance(s, SliceSampler):
+            width = float(s.widths.mean())
             return OrderedDict(
-                [("step", f"{info['step_size']:.2e}"), ("accept", f"{info['accept_mean']:.2f}")]
+                [("width", f"{width:.2e}"), ("evals/update", f"{s.calls_per_update:.1f}")]
             )
-        width = float(s.widths.mean()) if s is not None else self.init_width
-        calls = s.calls_per_update if s is not None else 0.0
-        return OrderedDict([("width", f"{width:.2e}"), ("evals/update", f"{calls:.1f}")])
+        return OrderedDict()
 
     def diagnostics(self) -> dict:
-        """No divergences exist for slice sampling; the key lets ``arviz.from_pyro`` work."""
-        s = self._sampler
-        return {"divergences": [], **(s.info() if s is not None else {})}
+        """This chain's divergent updates after warm-up (hamiltonian mode: an energy rise
+        above ``max_energy``, as Pyro's HMC counts them), the path that ran, the sampler's
+        adapted settings and the log density (``-potential``, Pyro's) at each draw."""
+        batch = self._batch
+        if batch is None or batch.initial.shape[1] == 0:
+            return {"divergences": []}
+        if self._chain == 0 and self._sampler is not None:
+            batch.info = {
+                "path": self.path,
+                "path_reason": self.path_reason,
+                **self._sampler.info(),
+            }
+        kept = range(self._warmup_steps, len(batch.diverging))
+        divergences = [
+            t - self._warmup_steps for t in kept if bool(batch.diverging[t][self._chain])
+        ]
+        log_density = [float(batch.log_density[t][self._chain]) for t in kept]
+        return {"divergences": divergences, **batch.info, "log_density": log_density}
+
+    # -- the work --------------------------------------------------------------------------
+
+    def _unravel(self, theta: Tensor) -> dict[str, Tensor]:
+        out, i = {}, 0
+        for name, shape in self._shapes.items():
+            n = math.prod(shape)
+            out[name] = theta[i : i + n].reshape(shape)
+            i += n
+        return out
+
+    def _advance(self) -> Tensor:
+        """One update of every chain in the batch; returns the first chain's state."""
+        batch = self._batch
+        if self._sampler is None:
+            self._target = self._find_target(batch.initial[0])
+            self._sampler = self._new_sampler(batch.initial.shape[1], batch.initial)
+            self._theta = batch.initial.clone()
+            self._logp = self._target.log_density(self._theta)
+        with torch.no_grad():
+            self._theta, self._logp = self._sampler.sweep(self._target, self._theta, self._logp)
+        diverging = getattr(self._sampler, "diverging", None)
+        if diverging is None:
+            diverging = torch.zeros(batch.size, dtype=torch.bool)
+        batch.diverging.append(diverging.cpu())
+        batch.log_density.append(self._logp.cpu() + self._target_constant)
+        if batch.size > 1:
+            batch.states.append(self._theta.clone())
+        return self._theta[0]
+
+    def _find_target(self, like: Tensor) -> Target:
+        potential = self.potential_fn
+        self._target_constant = 0.0
+        generic = PotentialTarget(lambda theta: potential(self._unravel(theta)))
+        self.path, self.path_reason = "generic", "fast=False"
+        if not self.fast:
+            return generic
+        if self.model is None:
+            self.path_reason = "potential_fn given: no model to probe"
+            return generic
+        try:
+            target = linear_logistic_target(
+                self.model,
+                self._args,
+                self._kwargs,
+                self._shapes,
+                potential,
+                like,
+                self._prototype,
+            )
+        except NotLinearLogistic as err:
+            self.path_reason = str(err)
+            return generic
+        self.path, self.path_reason = "fast", "logistic likelihood, linear logits, Gaussian prior"
+        self._target_constant = target.prior_constant
+        return target
+
+    def _new_sampler(self, size: int, like: Tensor) -> SliceSampler | HamiltonianSliceSampler:
+        scale_moves = self.scale_moves
+        if scale_moves is None:
+            scale_moves = FAST_PATH_SCALE_MOVES if self.path == "fast" else 0
+        if self.directions is Directions.HAMILTONIAN:
+            return HamiltonianSliceSampler(
+                self._warmup_steps, self.trajectory, init_step=0.1,
+                target_accept=self.target_accept, warmup_trajectory=self.warmup_trajectory,
+                mass=self.mass, scale_moves=scale_moves, scale_width=self.init_width,
+                max_steps=self.max_steps, max_energy=self.max_energy,
+            )  # fmt: skip
+        return SliceSampler(
+            size, self.directions, warmup=self._warmup_steps, init_width=self.init_width,
+            max_steps=self.max_steps, scale_moves=scale_moves, dtype=like.dtype,
+            device=like.device,
+        )  # fmt: skip

@@ -1,5 +1,6 @@
-"""Helpers for the statistical tests of the slice sampler: run C chains on a Pyro model and
-compare with known answers within the Monte Carlo standard error (ESS by ArviZ)."""
+"""Helpers for the statistical tests of the slice kernel: run it through ``pyro.infer.MCMC``
+as users do and compare with known answers within the Monte Carlo standard error (ESS by
+ArviZ)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ from collections.abc import Callable
 
 import arviz as az
 import numpy as np
-import torch
+import pyro
+from pyro.infer import MCMC
 
-from bayes_spheres.inference.potential import FlatPotential
-from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
-from bayes_spheres.kernels.sampler import SliceSampler
-from bayes_spheres.kernels.targets import PotentialTarget
+from bayes_spheres.kernels import Slice
 
 
 def run_slice(
@@ -24,32 +23,20 @@ def run_slice(
     seed: int = 0,
     scale_moves: int = 0,
     trajectory: float = 3.0,
+    **settings: object,
 ) -> dict[str, np.ndarray]:
-    """Constrained draws [chain, draw, ...] of every latent site of ``model``; ``scale_moves``
-    scale moves (Liu & Sabatti 2000) end each sweep. ``directions="hamiltonian"`` runs
-    :class:`HamiltonianSliceSampler` with trajectories of length ``trajectory``."""
-    potential = FlatPotential.from_model(model)
-    gen = torch.Generator().manual_seed(seed)
-    theta = 4.0 * torch.rand(chains, potential.size, generator=gen) - 2.0
-    target = PotentialTarget(potential)
-    sampler: SliceSampler | HamiltonianSliceSampler
-    if directions == "hamiltonian":
-        sampler = HamiltonianSliceSampler(
-            warmup, trajectory, init_step=0.1, scale_moves=scale_moves, generator=gen
-        )
-    else:
-        sampler = SliceSampler(
-            potential.size, directions, warmup=warmup, scale_moves=scale_moves, generator=gen
-        )
-    kept = []
-    with torch.no_grad():
-        logp = target.log_density(theta)
-        for i in range(warmup + draws):
-            theta, logp = sampler.sweep(target, theta, logp)
-            if i >= warmup:
-                kept.append(theta)
-    samples = potential.constrain(potential.unravel(torch.stack(kept, 1)))
-    return {k: v.numpy() for k, v in samples.items()}
+    """Constrained draws [chain, draw, ...] of every latent site of ``model`` from
+    ``MCMC(Slice(model, ...), num_chains=chains)``; ``scale_moves`` scale moves (Liu & Sabatti
+    2000) end each update; ``trajectory`` is the hamiltonian mode's length."""
+    pyro.set_rng_seed(seed)
+    kernel = Slice(
+        model, directions=directions, scale_moves=scale_moves, trajectory=trajectory,
+        **settings,
+    )  # fmt: skip
+    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, num_chains=chains,
+                disable_progbar=True)  # fmt: skip
+    mcmc.run()
+    return {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
 
 
 def assert_mean(draws: np.ndarray, truth: float | np.ndarray, k: float = 4.0) -> None:

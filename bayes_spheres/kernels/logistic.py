@@ -1,0 +1,382 @@
+"""The fast path: Bernoulli-logistic likelihoods whose logits are linear in the latents, under
+a Gaussian prior, found by probing the Pyro model itself.
+
+Symbols: the latents ``theta`` [P] (Pyro's unconstrained sites, flattened); logits
+``a = X theta + a0`` [N]; labels ``y`` and signs ``sign = 2 y - 1``, so the log likelihood is
+``sum_n log sigmoid(sign_n a_n)``; the prior ``log p(theta) = c + h.theta - theta' Q theta / 2``
+(precision ``Q``, shift ``h``). :func:`linear_logistic_target` reads ``X``, ``a0``, ``Q``, ``h``
+off any Pyro model of that kind (the study's flat and shared-mean models, or a user's own) and
+checks the result against Pyro's potential; any other model raises :class:`NotLinearLogistic`
+and the kernel takes the generic path.
+
+Along a direction ``d`` the logits move as ``a + t (X d)`` and the prior is a quadratic in
+``t``, so a univariate slice update costs O(N), not O(N P); along a Hamiltonian trajectory the
+activations rotate with the state (:func:`slice_trajectory_linear`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer.mcmc.util import initialize_model
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, choose_state, energy, start_trajectory
+from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting, TrajectoryStep
+
+
+class NotLinearLogistic(ValueError):
+    """The model is not a logistic likelihood linear in its latents under a Gaussian prior."""
+
+
+@dataclass
+class LinearLogistic:
+    """A rest ``sum_n log sigmoid(a_n)`` with activations ``a = z @ a_z.T + a_0`` linear in
+    ``z``: lets :func:`slice_trajectory_linear` move activations with the state instead of
+    recomputing them (O(N P) per step)."""
+
+    a_z: Tensor  # [N, P]
+    a_0: Tensor  # [N]
+
+    def __post_init__(self) -> None:
+        # [A | A A'] [N, P + N]: one kick from points J moves (v, A v) by s_J @ joint[J]
+        self.joint = torch.cat([self.a_z, self.a_z @ self.a_z.T], 1)
+
+
+class LogisticTarget:
+    """Bernoulli-logistic likelihood with logits ``a = X theta + a0`` and a Gaussian prior
+    ``log p(theta) = c + h.theta - theta' Q theta / 2`` (module docstring).
+
+    For a basis ``E`` the matrices ``sign * (X E)`` and ``E' Q E`` are computed once; one update
+    then keeps the per-chain signed logits [C, N] and ``theta Q E`` current in O(N + K).
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        prior_precision: Tensor,
+        prior_shift: Tensor,
+        offset: Tensor,
+        prior_constant: float = 0.0,
+    ) -> None:
+        sign = 2.0 * y - 1.0
+        self.signed_x = sign[:, None] * x  # [N, P]
+        self.signed_offset = sign * offset  # [N]
+        self.precision, self.shift = prior_precision, prior_shift
+        self.prior_constant = prior_constant  # c (samplers need only the shape)
+        self._basis: Tensor | None = None
+        self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
+
+    def log_likelihood(self, theta: Tensor) -> Tensor:
+        return F.logsigmoid(theta @ self.signed_x.T + self.signed_offset).sum(-1)
+
+    def log_prior(self, theta: Tensor) -> Tensor:
+        return theta @ self.shift - 0.5 * ((theta @ self.precision) * theta).sum(-1)
+
+    def log_density(self, theta: Tensor) -> Tensor:
+        return self.log_likelihood(theta) + self.log_prior(theta)
+
+    def splitting(self, like: Tensor | None = None) -> Splitting:
+        """The prior as the Gaussian part: ``theta = m + L z``, ``L L' = Q^-1``, ``m = Q^-1 h``;
+        the rest is the likelihood, ``a = (sign X L) z + sign (X m + a0)``."""
+        cov = torch.linalg.inv(self.precision)
+        chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
+        mean = cov @ self.shift
+        a_z = self.signed_x @ chol  # [N, P]
+        a_z_t = a_z.T.contiguous()
+        a_0 = self.signed_x @ mean + self.signed_offset
+
+        def rest(z: Tensor) -> tuple[Tensor, Tensor]:
+            a = torch.addmm(a_0, z, a_z_t)
+            return F.logsigmoid(a).sum(-1), torch.sigmoid(-a) @ a_z
+
+        linear = LinearLogistic(a_z, a_0)
+        trajectory = partial(slice_trajectory_linear, linear=linear)
+        return Splitting(rest, mean, chol, gaussian=True, trajectory=trajectory)
+
+    def lines(self, theta: Tensor, directions: Tensor) -> LogisticLines:
+        if self._basis is not directions:
+            self._basis = directions
+            self._signed_x_basis = (self.signed_x @ directions).T.contiguous()  # [K, N]
+            self._basis_precision = directions.T @ self.precision @ directions  # [K, K]
+            self._basis_shift = self.shift @ directions  # [K]
+        return LogisticLines(self, theta.clone(), directions)
+
+    def scaling_ray(self, theta: Tensor) -> LogDensityAlong:
+        """O(N) per chain and candidate: the signed logits ``e^s (sign X theta) + sign a0``
+        (the offset does not scale) and the prior ``e^s h.theta - e^(2s) theta' Q theta / 2``."""
+        logits = (theta @ self.signed_x.T)[:, None, :]  # [C, 1, N]
+        linear = (theta @ self.shift)[:, None]
+        quadratic = 0.5 * ((theta @ self.precision) * theta).sum(-1)[:, None]
+
+        def logp(s: Tensor) -> Tensor:
+            g = torch.exp(s)
+            ll = F.logsigmoid(torch.addcmul(self.signed_offset, g[..., None], logits)).sum(-1)
+            return ll + g * (linear - quadratic * g)
+
+        return logp
+
+
+class LogisticLines:
+    """Chains of a :class:`LogisticTarget` along the columns of ``directions``: the signed
+    logits [C, N], the prior's slope along each direction [C, K] and its value [C] move with
+    them."""
+
+    def __init__(self, target: LogisticTarget, theta: Tensor, directions: Tensor) -> None:
+        self.target, self.theta, self.directions = target, theta, directions
+        self.logits = theta @ target.signed_x.T + target.signed_offset  # [C, N]
+        # log prior along E_k: lp + t (h.E_k - theta' Q E_k) - t^2 E_k' Q E_k / 2
+        self.slope = target._basis_shift - theta @ target.precision @ directions  # [C, K]
+        self.log_prior = target.log_prior(theta)  # [C]
+
+    def along(self, k: int) -> LogDensityAlong:
+        column = self.target._signed_x_basis[k]
+        slope, curvature = self.slope[:, k : k + 1], 0.5 * self.target._basis_precision[k, k]
+        logits, log_prior = self.logits[:, None, :], self.log_prior[:, None]
+
+        def logp(t: Tensor) -> Tensor:
+            ll = F.logsigmoid(torch.addcmul(logits, t[..., None], column)).sum(-1)
+            return ll + log_prior + t * (slope - curvature * t)
+
+        return logp
+
+    def move(self, k: int, t: Tensor) -> None:
+        row = self.target._basis_precision[k]
+        self.log_prior = self.log_prior + t * (self.slope[:, k] - 0.5 * row[k] * t)
+        self.slope = self.slope - t[:, None] * row
+        self.logits = torch.addcmul(self.logits, t[:, None], self.target._signed_x_basis[k])
+        self.theta = torch.addcmul(self.theta, t[:, None], self.directions[:, k])
+
+
+# log sigmoid(a) > -exp(-36) = -2.3e-16 for a > 36: such points leave a kick unchanged
+ACTIVE_BELOW = 36.0
+KICK_BELOW = 15.0
+# a kick gathers at most this many elements of [A | A A'] (128 MiB in float64); past it, one
+# dense [C, N] x [N, P + N] product (at N = 16,000 the gather of every point of 8 chains
+# would need 17 GB)
+GATHER_MAX_ELEMENTS = 1 << 24
+
+
+def slice_trajectory_linear(
+    z: Tensor,
+    logp_rest: Tensor,
+    grad: Tensor,
+    eps: float,
+    steps: int,
+    max_energy: float = MAX_ENERGY,
+    *,
+    linear: LinearLogistic,
+) -> TrajectoryStep:
+    """:func:`~bayes_spheres.kernels.hamiltonian.slice_trajectory` with a Gaussian part and a
+    :class:`LinearLogistic` rest: the same chain for the same random stream (to rounding),
+    much cheaper per step.
+
+    The state carries its activations: ``x = [z, A z]`` and ``u = [v, A v]`` rotate together
+    (O(N + P) per chain), and a kick adds ``sigmoid(-a_n) [A | A A']_n`` per chain over its
+    points with ``a_n < KICK_BELOW`` (on separable data a few per chain), instead of two dense
+    O(N P) products. The energy uses every term above -2.3e-16 (``a < ACTIVE_BELOW``), so the
+    slice is the exact one; leaving weaker forces out of the kicks only changes the integrator,
+    which stays volume preserving and reversible (a kick by any function of position is), so
+    the update stays exact: the cost is a little energy error, not bias.
+    """
+    p = z.shape[1]
+    v, h0, log_u, k = start_trajectory(z, logp_rest, True, steps)
+    cos, sin, half = math.cos(eps), math.sin(eps), 0.5 * eps
+    x0 = torch.cat([z, z @ linear.a_z.T], 1)
+    kick0 = _kick(x0[:, p:] + linear.a_0, linear)[1]
+    states, energies = [z], []
+    for sign, n in ((-1.0, k), (1.0, steps - k)):
+        vv = sign * v
+        x, u, kick = x0, torch.cat([vv, vv @ linear.a_z.T], 1), kick0
+        for _ in range(n):
+            u = u + half * kick
+            x, u = x * cos + u * sin, u * cos - x * sin
+            lp, kick = _kick(x[:, p:] + linear.a_0, linear)
+            u = u + half * kick
+            states.append(x[:, :p])
+            energies.append(energy(x[:, :p], u[:, :p], lp, True))
+    pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy)
+    chosen = torch.stack([states[i][c] for c, i in enumerate(pick)])
+    a = torch.addmm(linear.a_0, chosen, linear.a_z.T)
+    return TrajectoryStep(
+        chosen, F.logsigmoid(a).sum(-1), torch.sigmoid(-a) @ linear.a_z, accept, in_slice,
+        diverging,
+    )  # fmt: skip
+
+
+def _kick(a: Tensor, linear: LinearLogistic) -> tuple[Tensor, Tensor]:
+    """Per chain, ``sum_n log sigmoid(a_n)`` over its points with ``a_n < ACTIVE_BELOW`` (each
+    other term is above -2.3e-16) and the kick ``sum_n sigmoid(-a_n) [A | A A']_n`` over its
+    points with ``a_n < KICK_BELOW``: [C] and [C, P + N]."""
+    chains = a.shape[0]
+    chain, point = (a < ACTIVE_BELOW).nonzero(as_tuple=True)
+    a = a[chain, point]
+    ll = a.new_zeros(chains).index_add_(0, chain, F.logsigmoid(a))
+    strong = a < KICK_BELOW
+    chain, point, a = chain[strong], point[strong], a[strong]
+    if point.numel() * linear.joint.shape[1] > GATHER_MAX_ELEMENTS:
+        # many points pull (far from the posterior, early in warm-up): a dense product
+        # instead of gathering a [J, P + N] block that can outgrow memory at large N
+        weights = a.new_zeros(chains, linear.joint.shape[0])
+        weights.index_put_((chain, point), torch.sigmoid(-a), accumulate=True)
+        return ll, weights @ linear.joint
+    rows = linear.joint[point] * torch.sigmoid(-a)[:, None]
+    kick = rows.new_zeros(chains, rows.shape[1]).index_add_(0, chain, rows)
+    return ll, kick
+
+
+def _is_real(support: constraints.Constraint) -> bool:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+def _bernoulli(fn: dist.Distribution) -> dist.Bernoulli | None:
+    while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
+        fn = fn.base_dist
+    return fn if isinstance(fn, dist.Bernoulli) else None
+
+
+class _ModelProbe:
+    """Logits and log prior of a Pyro model at latent values, by tracing the model itself."""
+
+    def __init__(
+        self, model: Callable, args: tuple, kwargs: dict, shapes: dict[str, torch.Size]
+    ) -> None:
+        self.model, self.args, self.kwargs, self.shapes = model, args, kwargs, shapes
+
+    def unravel(self, theta: Tensor) -> dict[str, Tensor]:
+        out, i = {}, 0
+        for name, shape in self.shapes.items():
+            n = math.prod(shape)
+            out[name] = theta[i : i + n].reshape(shape)
+            i += n
+        return out
+
+    def __call__(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(logits [N], labels [N], log prior, its gradient [P])`` at ``theta`` [P]."""
+        theta = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            conditioned = poutine.condition(self.model, data=self.unravel(theta))
+            trace = poutine.trace(conditioned).get_trace(*self.args, **self.kwargs)
+            observed, log_prior = [], theta.new_zeros(())
+            for name, node in trace.nodes.items():
+                if node["type"] != "sample" or site_is_subsample(node):
+                    continue
+                if node["infer"].get("_deterministic"):
+                    continue
+                scaled = node["scale"] != 1.0 or node["mask"] is not None
+                if node["is_observed"] and name not in self.shapes:
+                    observed.append((name, node, scaled))
+                    continue
+                if scaled:
+                    raise NotLinearLogistic(f"latent site {name!r} is scaled or masked")
+                if not _is_real(node["fn"].support):
+                    raise NotLinearLogistic(f"site {name!r} has support {node['fn'].support}")
+                log_prior = log_prior + node["fn"].log_prob(node["value"]).sum()
+            if len(observed) != 1:
+                names = [name for name, _, _ in observed]
+                raise NotLinearLogistic(f"observed sites {names}: the fast path needs one")
+            name, node, scaled = observed[0]
+            bernoulli = _bernoulli(node["fn"])
+            if bernoulli is None or scaled:
+                raise NotLinearLogistic(
+                    f"observed site {name!r} is {type(node['fn']).__name__}"
+                    f"{' (scaled or masked)' if scaled else ''}, not an unscaled Bernoulli"
+                )
+            labels = node["value"]
+            logits = torch.broadcast_to(bernoulli.logits, labels.shape).reshape(-1)
+            (grad,) = torch.autograd.grad(log_prior, theta, allow_unused=True)
+        grad = torch.zeros_like(theta) if grad is None else grad
+        return logits.detach(), labels.detach().reshape(-1), log_prior.detach(), grad
+
+
+def linear_logistic_target(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    shapes: dict[str, torch.Size],
+    potential_fn: Callable[[dict[str, Tensor]], Tensor],
+    like: Tensor,
+    prototype: poutine.Trace | None = None,
+) -> LogisticTarget:
+    """The :class:`LogisticTarget` of ``model`` over its latents ``shapes`` (flattened in that
+    order), read off the model: logits and prior gradient at 0 and at each unit vector; then
+    checked at random points (logits linear, prior quadratic, and the log density equal to
+    ``-potential_fn`` up to a constant). Raises :class:`NotLinearLogistic` otherwise; first,
+    without evaluating anything, where the ``prototype`` trace (Pyro's, from
+    :func:`~pyro.infer.mcmc.util.initialize_model`) has a latent site that is not real."""
+    for name in shapes:
+        node = prototype.nodes.get(name) if prototype is not None else None
+        if node is not None and not _is_real(node["fn"].support):
+            raise NotLinearLogistic(f"site {name!r} has support {node['fn'].support}")
+    probe = _ModelProbe(model, args, kwargs, shapes)
+    size = sum(math.prod(s) for s in shapes.values())
+    eye = torch.eye(size, dtype=like.dtype, device=like.device)
+    zero = eye.new_zeros(size)
+    logits0, labels, log_prior0, grad0 = probe(zero)
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise NotLinearLogistic("observed labels are not all 0 or 1")
+    generator = torch.Generator().manual_seed(0)  # the probe leaves the global stream alone
+    points = torch.randn(2, size, generator=generator, dtype=torch.float64).to(like)
+    tolerance = math.sqrt(torch.finfo(like.dtype).eps)
+
+    def close(a: Tensor, b: Tensor) -> bool:
+        return bool((a - b).abs().max() <= tolerance * (1.0 + a.abs().max() + b.abs().max()))
+
+    # cheap rejection first: affine logits and a linear prior gradient have no second
+    # difference
+    corners = [probe(points[0]), probe(points[1]), probe(points[0] + points[1])]
+    if not close(
+        corners[2][0] - corners[0][0] - corners[1][0] + logits0, torch.zeros_like(logits0)
+    ):
+        raise NotLinearLogistic("logits are not linear in the latents")
+    if not close(corners[2][3] - corners[0][3] - corners[1][3] + grad0, zero):
+        raise NotLinearLogistic("the prior is not Gaussian in the latents")
+    columns, curvature = [], []
+    for unit in eye:
+        logits, _, _, grad = probe(unit)
+        columns.append(logits - logits0)
+        curvature.append(grad0 - grad)
+    x = torch.stack(columns, 1)  # [N, P]
+    precision = torch.stack(curvature)
+    precision = 0.5 * (precision + precision.T)
+    target = LogisticTarget(x, labels, precision, grad0, logits0, float(log_prior0))
+    for point, (logits, _, log_prior, _) in zip(points, corners, strict=False):
+        quadratic = point @ grad0 - 0.5 * point @ precision @ point
+        if not (close(logits, logits0 + x @ point) and close(log_prior - log_prior0, quadratic)):
+            raise NotLinearLogistic("logits not linear or prior not Gaussian at a random point")
+    with torch.no_grad():
+        pyro_gap = potential_fn(probe.unravel(points[1])) - potential_fn(probe.unravel(points[0]))
+        fast_gap = target.log_density(points[:1]) - target.log_density(points[1:])
+    if not close(pyro_gap.reshape(1), fast_gap.reshape(1)):
+        raise NotLinearLogistic(
+            f"log density differs from Pyro's potential: {float(fast_gap):.6g} against "
+            f"{float(pyro_gap):.6g} between two points"
+        )
+    return target
+
+
+def model_target(model: Callable, *args: object, **kwargs: object) -> LogisticTarget:
+    """:func:`linear_logistic_target` of ``model(*args, **kwargs)`` over its latent sites in
+    trace order (Pyro's :func:`~pyro.infer.mcmc.util.initialize_model` finds them; the global
+    random stream is left as it was)."""
+    with torch.random.fork_rng():
+        init, potential_fn, _, prototype = initialize_model(
+            model, model_args=args, model_kwargs=kwargs
+        )
+    if not init:
+        raise NotLinearLogistic("the model has no latent sites")
+    shapes = {k: v.shape for k, v in init.items()}
+    like = next(iter(init.values()))
+    return linear_logistic_target(model, args, kwargs, shapes, potential_fn, like, prototype)
