@@ -14,15 +14,7 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 
-
-def unravel(theta: Tensor, shapes: dict[str, torch.Size]) -> dict[str, Tensor]:
-    """Vector(s) [..., sum of sizes] -> site values [..., *shape], in ``shapes``' order."""
-    out, i = {}, 0
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
-        i += n
-    return out
+from bayes_spheres.kernels.potential import unravel
 
 
 @dataclass

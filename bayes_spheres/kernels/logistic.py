@@ -31,6 +31,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, choose_state, energy, start_trajectory
+from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting, TrajectoryStep
 
 
@@ -256,12 +257,7 @@ class _ModelProbe:
         self.model, self.args, self.kwargs, self.shapes = model, args, kwargs, shapes
 
     def unravel(self, theta: Tensor) -> dict[str, Tensor]:
-        out, i = {}, 0
-        for name, shape in self.shapes.items():
-            n = math.prod(shape)
-            out[name] = theta[i : i + n].reshape(shape)
-            i += n
-        return out
+        return unravel(theta, self.shapes)
 
     def __call__(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(logits [N], labels [N], log prior, its gradient [P])`` at ``theta`` [P]."""

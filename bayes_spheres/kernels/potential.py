@@ -3,12 +3,23 @@ over a flat vector). Every candidate costs one call of the potential; works for 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
+
+
+def unravel(theta: Tensor, shapes: dict[str, torch.Size]) -> dict[str, Tensor]:
+    """Vector(s) [..., sum of sizes] -> site values [..., *shape], in ``shapes``' order."""
+    out, i = {}, 0
+    for name, shape in shapes.items():
+        n = math.prod(shape)
+        out[name] = theta[..., i : i + n].reshape(theta.shape[:-1] + shape)
+        i += n
+    return out
 
 
 class PotentialTarget:

@@ -48,7 +48,7 @@ from torch import Tensor
 
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler, Mass
 from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
-from bayes_spheres.kernels.potential import PotentialTarget
+from bayes_spheres.kernels.potential import PotentialTarget, unravel
 from bayes_spheres.kernels.protocols import Target
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
 
@@ -277,12 +277,7 @@ class Slice(MCMCKernel):
     # -- the work --------------------------------------------------------------------------
 
     def _unravel(self, theta: Tensor) -> dict[str, Tensor]:
-        out, i = {}, 0
-        for name, shape in self._shapes.items():
-            n = math.prod(shape)
-            out[name] = theta[i : i + n].reshape(shape)
-            i += n
-        return out
+        return unravel(theta, self._shapes)
 
     def _advance(self) -> Tensor:
         """One update of every chain in the batch; returns the first chain's state."""
