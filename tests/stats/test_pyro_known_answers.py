@@ -470,14 +470,16 @@ def run_masked(directions: str, dtype: str, mask: torch.Tensor, **kernel_kwargs)
     return {k: v.double().numpy() for k, v in samples.items()}
 
 
-OBS_MASK_CASES = [
-    pytest.param(m, d, marks=() if (m, d) == ("factor", "float32") else slow)
-    for m in MODES
-    for d in ("float64", "float32")
-]
+def obs_mask_cases(fast: tuple = ()) -> list:
+    """Every mode in float64 and float32; the ``fast`` pairs in the default subset."""
+    return [
+        pytest.param(m, d, marks=() if (m, d) in fast else slow)
+        for m in MODES
+        for d in ("float64", "float32")
+    ]
 
 
-@pytest.mark.parametrize("directions, dtype", OBS_MASK_CASES)
+@pytest.mark.parametrize("directions, dtype", obs_mask_cases())
 def test_obs_mask_all_imputed(directions, dtype):
     """Nothing observed (mask all False): the imputed ``y_unobserved`` is the prior
     predictive, ``y_i ~ N(0, 2)`` with ``cov(y_i, y_j) = cov(x, y_i) = 1``, and ``x ~ N(0, 1)``."""
@@ -489,7 +491,7 @@ def test_obs_mask_all_imputed(directions, dtype):
     check_expectation(x * y[..., 2], 1.0, "x*y2")
 
 
-@pytest.mark.parametrize("directions, dtype", OBS_MASK_CASES)
+@pytest.mark.parametrize("directions, dtype", obs_mask_cases(fast=(("factor", "float32"),)))
 def test_obs_mask_partly_observed(directions, dtype):
     """test_obs_mask_ok's case: only the middle datum observed. Then ``x ~ N(3.5, 1/2)`` and the
     imputed ``y_unobserved[0, 2] ~ N(x, 1)``: ``N(3.5, 3/2)``, covariance 1/2 between them.
@@ -752,14 +754,19 @@ def test_fixed_seed_reproduces_the_chains(directions):
     assert not torch.equal(runs[0][0], runs[0][1])
 
 
-@pytest.mark.parametrize("regime", ["parallel", "sequential"])
+# Pyro's _Worker sets ``kernel.initial_params`` on the one kernel object for every chain before
+# the worker processes start, so every worker starts at the last chain's point; Pyro's own NUTS
+# starts both chains at -300 in this test too (pyro-ppl 1.9.2). Not the kernel's to fix.
+PYRO_PARALLEL_STARTS = pytest.mark.xfail(
+    reason="Pyro's parallel regime hands every worker the last chain's start", strict=False
+)
+
+
+@pytest.mark.parametrize(
+    "regime", [pytest.param("parallel", marks=PYRO_PARALLEL_STARTS), "sequential"]
+)
 @pytest.mark.parametrize("directions", modes("coordinate", "factor", "hamiltonian"))
 def test_initial_params_honoured(directions, regime, monkeypatch):
-    if regime == "parallel":
-        # Pyro's _Worker sets kernel.initial_params on the one kernel object for every chain
-        # before the processes start, so every worker sees the last chain's start; Pyro's
-        # NUTS starts both chains at -300 here too (checked with pyro-ppl 1.9.2)
-        pytest.xfail("Pyro's parallel regime hands every worker the last chain's start")
     """Chains given far-apart starts (unconstrained space, as Pyro's ``initial_params``) are
     still there after a few sweeps of a very broad posterior (no warm-up)."""
     set_cpu_count(monkeypatch, 16 if regime == "parallel" else 1)
@@ -854,11 +861,11 @@ def funnel(n: int):
 
 
 def test_divergences_reported_on_the_funnel():
-    """NUTS reports divergences in the funnel's neck (13 in 2 x 200 draws with this seed and
-    these sizes); so must trajectories of fixed step size, in Pyro's shape:
+    """NUTS reports divergences in the funnel's neck (13 in 2 x 200 draws after 200 warm-up
+    steps, seed 0); so must trajectories of fixed step size, in Pyro's shape:
     ``{"chain i": [indices of divergent draws]}``."""
-    draws = 300
-    mcmc = run_slice(funnel, "hamiltonian", 3, draws=draws, warmup=200)
+    draws = 150
+    mcmc = run_slice(funnel, "hamiltonian", 3, draws=draws, warmup=100)
     div = mcmc.diagnostics()["divergences"]
     assert set(div) == {"chain 0", "chain 1"}
     for indices in div.values():
