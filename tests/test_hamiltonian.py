@@ -165,23 +165,32 @@ def test_one_dimensional_logistic_posterior_against_quadrature(fast):
 
 
 @pytest.mark.parametrize(
-    ("kick_below", "gather_max"),
-    [(36.0, 1 << 24), (15.0, 1 << 24), (36.0, 0)],
-    ids=["all-forces", "default", "dense-kicks"],
-)
-def test_linear_trajectory_is_the_generic_one(monkeypatch, kick_below, gather_max):
-    """The fast integrator (activations carried with the state, sparse kicks) gives the same
-    chain as the generic one for the same random stream, on separable data with large
-    activations, where most points drop out. Kicks from every point with ``a < 36`` (whose
-    omitted terms are < 2.3e-16): equal to rounding; from ``a < 15`` only (the default, a
-    cheaper integrator; the slice still uses the exact energy): equal to 1e-6. With
-    ``GATHER_MAX_ELEMENTS = 0`` every kick is the dense product used when many points pull
-    at large N: equal to rounding too."""
+    ("kick_below", "block_steps", "misjudged", "candidates_max"),
+    [(36.0, 32, 0.0, 1 << 22), (15.0, 32, 0.0, 1 << 22), (15.0, 7, 0.0, 1 << 22),
+     (15.0, 32, 20.0, 1 << 22), (15.0, 32, 0.0, 0)],
+    ids=["all-forces", "default", "short-blocks", "blocks-cut", "dense-steps"],
+)  # fmt: skip
+def test_linear_trajectory_is_the_generic_one(
+    monkeypatch, kick_below, block_steps, misjudged, candidates_max
+):
+    """The fast integrator (activations carried with the state, blocks of steps in closed
+    form from the kicks of a few candidate points) gives the same chain as the generic one
+    for the same random stream, on separable data with large activations, where most points
+    drop out. Kicks from every point with ``a < 36`` (whose omitted terms are < 2.3e-16):
+    equal to rounding; from ``a < 15`` only (the default, a cheaper integrator; the slice
+    still uses the exact energy): equal to 1e-6. The same with blocks of 7 steps; with
+    candidates picked as if every path stayed 20 higher than it does (other points come near,
+    so blocks are cut and continued with more candidates); and with every step dense (the
+    fall-back when too many points are near)."""
     from bayes_spheres.kernels import logistic
     from bayes_spheres.kernels.logistic import slice_trajectory_linear
 
     monkeypatch.setattr(logistic, "KICK_BELOW", kick_below)
-    monkeypatch.setattr(logistic, "GATHER_MAX_ELEMENTS", gather_max)
+    monkeypatch.setattr(logistic, "BLOCK_STEPS", block_steps)
+    if misjudged:
+        lowest = logistic._lowest
+        monkeypatch.setattr(logistic, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
+    monkeypatch.setattr(logistic, "CANDIDATE_ELEMENTS", candidates_max)
     tol = 1e-9 if kick_below == 36.0 else 1e-6
 
     g = torch.Generator().manual_seed(1)

@@ -98,15 +98,16 @@ def start_trajectory(
 
 
 def choose_state(
-    energies: list[Tensor], h0: Tensor, log_u: Tensor, max_energy: float
+    energies: list[Tensor] | Tensor, h0: Tensor, log_u: Tensor, max_energy: float
 ) -> tuple[list[int], Tensor, Tensor, Tensor]:
     """A uniform draw per chain among the trajectory's states inside the slice (index 0, the
     current state, always is); also the mean ``min(1, e^-dH)``, the fraction inside and
-    whether any energy rose by more than ``max_energy`` or was not finite."""
-    if not energies:
+    whether any energy rose by more than ``max_energy`` or was not finite. ``energies``: one
+    [C] per new state, or all of them as [S, C]."""
+    if len(energies) == 0:
         zero = torch.zeros_like(h0)
         return [0] * len(h0), zero + 1.0, zero, zero.bool()
-    h = torch.stack(energies)  # [S, C]
+    h = energies if isinstance(energies, Tensor) else torch.stack(energies)  # [S, C]
     inside = (-h >= log_u).to(h.dtype)
     weights = torch.cat([torch.ones_like(inside[:1]), inside]).T  # [C, S + 1]
     pick = torch.multinomial(weights, 1)[:, 0].tolist()
