@@ -25,8 +25,10 @@ random points must agree (so the posteriors are the same up to the normalising c
 
 A second table runs the generic path, on models the fast path does not cover: Pyro's eight
 schools example (non-centred) and a 100-D Gaussian with every correlation 0.9, each by
-``MCMC(Slice(model))`` and ``MCMC(NUTS(model))`` at the same chains, warm-up and draws, and
-judges the goal there: at least Pyro NUTS's min ESS/s (``--skip generic`` leaves it out).
+``MCMC(Slice(model))`` and ``MCMC(NUTS(model))`` at the same chains, warm-up and draws (and
+the Gaussian once more with a dense mass matrix for both: ``Slice(model, mass="dense")``,
+``NUTS(model, full_mass=True)``), and judges the goal there: at least Pyro NUTS's min ESS/s
+(``--skip generic`` leaves it out).
 
 NumPyro, PyMC and nutpie are optional (``pip install -e '.[bench]'``): a row whose package is
 missing is skipped, and said so. The last lines compare ``MCMC(Slice(model))`` with every other
@@ -193,14 +195,17 @@ def correlated_gaussian(dim: int = 100) -> Callable[[], None]:
 def generic_rows(args) -> list[dict]:
     """The generic path (models the fast path does not cover) against Pyro's NUTS at the
     same budget: both through ``MCMC(kernel(model))``, the same chains, warm-up and draws."""
+    gaussian = correlated_gaussian()
     cases = [
-        ("eight schools", eight_schools, args.generic_warmup, args.generic_draws),
-        ("100-D Gaussian, rho 0.9", correlated_gaussian(), args.generic_warmup,
-         args.generic_draws),
+        ("eight schools", Slice(eight_schools), NUTS(eight_schools)),
+        ("100-D Gaussian, rho 0.9", Slice(gaussian), NUTS(gaussian)),
+        ("100-D Gaussian, rho 0.9, dense mass", Slice(gaussian, mass="dense"),
+         NUTS(gaussian, full_mass=True)),
     ]  # fmt: skip
+    warmup, draws = args.generic_warmup, args.generic_draws
     rows = []
-    for case, model, warmup, draws in cases:
-        for name, kernel in (("MCMC(Slice(model))", Slice(model)), ("Pyro NUTS", NUTS(model))):
+    for case, slice_kernel, nuts_kernel in cases:
+        for name, kernel in ((SLICE, slice_kernel), ("Pyro NUTS", nuts_kernel)):
             pyro.set_rng_seed(args.seed)
             run = MCMC(kernel, num_samples=draws, warmup_steps=warmup,
                        num_chains=args.generic_chains, disable_progbar=True)  # fmt: skip

@@ -225,6 +225,20 @@ def test_models_of_another_kind_take_the_generic_path(prior, reason, monkeypatch
     assert reason in diagnostics["path_reason"]["chain 0"]
 
 
+def test_warmup_trajectory_defaults_by_path(monkeypatch):
+    """``warmup_trajectory=None``: 1.5 on the fast path, ``trajectory`` on the generic one;
+    a value given is kept on either."""
+    x, y = _logistic_data()
+    seen = {}
+    for fast, given in ((True, None), (False, None), (True, 2.0), (False, 2.0)):
+        pyro.set_rng_seed(0)
+        kernel = Slice(logistic_regression, fast=fast, trajectory=3.0, warmup_trajectory=given)
+        monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: SEQUENTIAL)
+        MCMC(kernel, num_samples=2, warmup_steps=2, disable_progbar=True).run(x, y)
+        seen[fast, given] = kernel._sampler.warmup_trajectory
+    assert seen == {(True, None): 1.5, (False, None): 3.0, (True, 2.0): 2.0, (False, 2.0): 2.0}
+
+
 def test_vectorised_chains_honour_initial_params(monkeypatch):
     """Initial points given to ``MCMC`` (one per chain, unconstrained) start each chain."""
     init = {"s": torch.log(torch.tensor([1.0, 5.0])), "x": torch.tensor([[3.0, 3.0], [-3.0, 0.0]])}

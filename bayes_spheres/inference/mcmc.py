@@ -53,7 +53,7 @@ def fit(
     scale_moves: int | None = None,
     trajectory: float = 6.0,
     target_accept: float = 0.8,
-    warmup_trajectory: float | None = 1.5,
+    warmup_trajectory: float | None = None,
     mass: Mass = Mass.DIAGONAL,
     fast: bool = True,
     threads: int | None = 1,
