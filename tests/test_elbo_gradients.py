@@ -3,7 +3,11 @@ pair they cover; any other pair runs on Pyro's engine, or is refused by name."""
 
 from __future__ import annotations
 
+import logging
+import math
+
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -112,3 +116,67 @@ def test_a_diverging_closed_form_fit_raises_naming_the_learning_rate(tiny_sphere
             loss_scale="sum", num_steps=300, batch_size=20, engine="closed_form",
             progress=False,
         )  # fmt: skip
+
+
+class GammaScale(Hierarchical):
+    """A user's hierarchical model: ``s ~ Gamma(2, 0.2)`` instead of the log-normal, the
+    rest inherited (one file, as the README's "add a model" asks)."""
+
+    def weights(self, dim, like):
+        s = pyro.sample("s", dist.Gamma(like.new_tensor(2.0), like.new_tensor(0.2)))
+        return pyro.sample("w", dist.Normal(like.new_zeros(dim), s[..., None]).to_event(1))
+
+
+class NarrowLogNormalScale(Hierarchical):
+    """A log-normal scale whose parameters are written in ``weights`` and not in the
+    attributes (``scale_median`` stays 10): ``s ~ LogNormal(log 3, 0.5)``."""
+
+    def weights(self, dim, like):
+        s = pyro.sample("s", dist.LogNormal(like.new_tensor(math.log(3.0)), 0.5))
+        return pyro.sample("w", dist.Normal(like.new_zeros(dim), s[..., None]).to_event(1))
+
+
+@pytest.mark.parametrize(
+    ("make_model", "engine"),
+    [(lambda: GammaScale(centered=False), "pyro"),
+     (lambda: NarrowLogNormalScale(centered=False), "closed_form")],
+    ids=["gamma-scale", "log-normal-scale-in-weights"],
+)  # fmt: skip
+def test_user_hierarchical_models_get_pyros_elbo_through_the_default_engine(
+    tiny_spheres, make_model, engine, caplog
+):
+    """The default engine follows Pyro's ``Trace_ELBO`` for models the closed form was not
+    written for: a Gamma scale runs on Pyro's engine (refused by the step, which reads
+    ``p(s)`` off the trace), a log-normal scale with its own parameters on the closed form,
+    reading them off the trace; either way the same losses as ``engine=pyro``."""
+    reference, _ = fit_on("pyro", make_model, "direction_scale", tiny_spheres, jit=False)
+    with caplog.at_level(logging.INFO, logger="bayes_spheres.inference.svi"):
+        ours, _ = fit_on("auto", make_model, "direction_scale", tiny_spheres, jit=False)
+    assert ours.info["svi"]["engine"] == engine
+    if engine == "pyro":
+        assert "log-normal scale" in caplog.text
+    torch.testing.assert_close(
+        torch.as_tensor(ours.elbo), torch.as_tensor(reference.elbo), rtol=1e-9, atol=1e-11
+    )
+
+
+def test_a_closed_form_step_that_disagrees_with_pyro_falls_back(tiny_spheres, caplog, monkeypatch):
+    """The first-step check is what stands between a wrong closed form and a fit: a step
+    whose prior is off (the hierarchical step told a scale median of 3 where the model
+    samples 10) falls back to Pyro's engine with one warning naming the gap, and
+    ``engine=closed_form`` refuses."""
+    from bayes_spheres.inference import elbo_gradients
+
+    monkeypatch.setattr(
+        elbo_gradients, "_log_normal_prior",
+        lambda model, phi, y: (phi.new_tensor(math.log(3.0)), phi.new_tensor(1.0)),
+    )  # fmt: skip
+    make_model, guide = PAIRS["hier_fixed_prior"]
+    reference, _ = fit_on("pyro", make_model, guide, tiny_spheres, jit=False)
+    with caplog.at_level(logging.WARNING, logger="bayes_spheres.inference.svi"):
+        ours, _ = fit_on("auto", make_model, guide, tiny_spheres, jit=False)
+    assert ours.info["svi"]["engine"] == "pyro"
+    assert "differs from Pyro's Trace_ELBO" in caplog.text or "against Pyro's" in caplog.text
+    torch.testing.assert_close(torch.as_tensor(ours.elbo), torch.as_tensor(reference.elbo))
+    with pytest.raises(ValueError, match="closed_form: the first step"):
+        fit_on("closed_form", make_model, guide, tiny_spheres)

@@ -34,8 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyro
+import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro import poutine
+from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from torch import Tensor
 
@@ -44,6 +47,9 @@ from bayes_spheres.kernels.logistic import model_target
 from bayes_spheres.models import Hierarchical, SphereModel
 
 LOG_2PI = math.log(2 * math.pi)
+# agreement asked of the first step with Pyro's Trace_ELBO (relative; rounding is ~1e-15
+# in float64, ~1e-6 in float32)
+FIRST_STEP_RTOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 
 
 class Unsupported(ValueError):
@@ -92,10 +98,22 @@ class FullCovarianceState:
     def log_q(self, eps: Tensor, scale: Tensor) -> Tensor:
         return -0.5 * eps.dot(eps) - scale.log().sum() - 0.5 * self.dim * LOG_2PI
 
+    def gradients(
+        self, f: float, g: Tensor, eps: Tensor, r: Tensor, scale: Tensor
+    ) -> dict[Tensor, Tensor]:
+        """The loss's gradient with respect to each parameter, from ``g = d(-log p - lik)/dz``
+        (unscaled)."""
+        return {
+            self.loc: f * g,
+            self.u: f * (g * r - 1.0 / scale) * torch.sigmoid(self.u),
+            self.lower: torch.outer(f * scale * g, eps).tril_(-1),
+        }
+
     def update(
         self, opt: Momentum, f: float, g: Tensor, eps: Tensor, r: Tensor, scale: Tensor
     ) -> None:
-        """One SGD step from ``g = d(-log p - lik)/dz`` (unscaled)."""
+        """One SGD step from ``g = d(-log p - lik)/dz`` (unscaled): :meth:`gradients`, with
+        the lower factor's momentum update fused into one rank-1 update."""
         buf_loc, buf_u, buf_lower = self.bufs
         grad_u = f * (g * r - 1.0 / scale) * torch.sigmoid(self.u)
         opt.update(self.loc, buf_loc, f * g)
@@ -133,7 +151,8 @@ class LinearGaussianStep:
         self.c = target.prior_constant
         self.n = len(y)
 
-    def __call__(self, opt: Momentum, f: float, batch: int) -> float:
+    def _forward(self, f: float, batch: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Draw, and return the loss and ``(g, eps, r, scale)``."""
         st = self.state
         eps, r, scale, z = st.draw()
         idx = minibatch(self.n, batch)
@@ -144,8 +163,16 @@ class LinearGaussianStep:
         log_p = self.c + self.h.dot(z) - 0.5 * z.dot(qz)
         lik = ratio * F.logsigmoid(sa).sum()
         g = qz - self.h - ratio * torch.mv(sx.T, torch.sigmoid(-sa))
-        loss = f * (st.log_q(eps, scale) - log_p - lik)
-        st.update(opt, f, g, eps, r, scale)
+        return f * (st.log_q(eps, scale) - log_p - lik), (g, eps, r, scale)
+
+    def gradients(self, f: float, batch: int) -> tuple[float, dict[Tensor, Tensor]]:
+        """One step's loss and gradients (per parameter tensor), nothing updated."""
+        loss, pieces = self._forward(f, batch)
+        return float(loss), self.state.gradients(f, *pieces)
+
+    def __call__(self, opt: Momentum, f: float, batch: int) -> float:
+        loss, pieces = self._forward(f, batch)
+        self.state.update(opt, f, *pieces)
         return float(loss)
 
 
@@ -162,12 +189,12 @@ class HierarchicalStep:
         self.m_q = scale_params["locs.s_unconstrained"].data
         self.u_q = scale_params["scales.s_unconstrained"].data
         self.learn_prior = model.learn_prior
+        loc, scale = _log_normal_prior(model, phi, y)
         if model.learn_prior:
             store = dict(pyro.get_param_store().named_parameters())
             self.m_p, self.rho_p = store["s_prior_loc"].data, store["s_prior_scale"].data
         else:
-            self.m_p = phi.new_tensor(math.log(model.scale_median))
-            self.rho_p = phi.new_tensor(math.log(model.scale_log_sd))
+            self.m_p, self.rho_p = loc, scale.log()
         self.bufs = [torch.zeros_like(p) for p in (self.m_q, self.u_q, self.m_p, self.rho_p)]
         self.bias, self.bias_var = model.bias, model.bias_scale**2
         self.dim = phi.shape[1]
@@ -179,7 +206,8 @@ class HierarchicalStep:
         self.phi, self.sign = phi, 2.0 * y - 1.0
         self.n = len(y)
 
-    def __call__(self, opt: Momentum, f: float, batch: int) -> float:
+    def _forward(self, f: float, batch: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Draw, and return the loss and the pieces of its gradient."""
         st = self.state
         eps, r, scale, z = st.draw()
         eps_s = torch.empty_like(self.m_q).normal_()  # Normal.rsample's draw
@@ -219,14 +247,78 @@ class HierarchicalStep:
         g_t = dt / sigma_p + s * pv.dot(g_a)  # the +-t of p(s) and q(s) cancel
         grad_m_q = f * g_t
         grad_u_q = f * (g_t * eps_s - 1.0 / sigma_q) * torch.sigmoid(self.u_q)
-        st.update(opt, f, g, eps, r, scale)
-        buf_mq, buf_uq, buf_mp, buf_rp = self.bufs
-        opt.update(self.m_q, buf_mq, grad_m_q)
-        opt.update(self.u_q, buf_uq, grad_u_q)
+        return loss, (g, eps, r, scale, grad_m_q, grad_u_q, dt, sigma_p)
+
+    def _scale_gradients(self, f: float, grad_m_q, grad_u_q, dt, sigma_p) -> dict[Tensor, Tensor]:
+        grads = {self.m_q: grad_m_q, self.u_q: grad_u_q}
         if self.learn_prior:
-            opt.update(self.m_p, buf_mp, -f * dt / sigma_p)
-            opt.update(self.rho_p, buf_rp, f * (1.0 - dt.square()))
+            grads |= {self.m_p: -f * dt / sigma_p, self.rho_p: f * (1.0 - dt.square())}
+        return grads
+
+    def gradients(self, f: float, batch: int) -> tuple[float, dict[Tensor, Tensor]]:
+        """One step's loss and gradients (per parameter tensor), nothing updated."""
+        loss, (g, eps, r, scale, *rest) = self._forward(f, batch)
+        grads = self.state.gradients(f, g, eps, r, scale) | self._scale_gradients(f, *rest)
+        return float(loss), grads
+
+    def __call__(self, opt: Momentum, f: float, batch: int) -> float:
+        loss, (g, eps, r, scale, *rest) = self._forward(f, batch)
+        self.state.update(opt, f, g, eps, r, scale)
+        scale_gradients = self._scale_gradients(f, *rest).items()
+        for (param, grad), buf in zip(scale_gradients, self.bufs, strict=False):
+            opt.update(param, buf, grad)
         return float(loss)
+
+
+def _log_normal_prior(model: SphereModel, phi: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``p(s)``'s ``(loc, scale)`` as the model samples it (its trace, the random stream left
+    alone); :class:`Unsupported` unless ``s`` is a scalar log-normal."""
+    with torch.random.fork_rng(devices=[phi.device] if phi.is_cuda else []):
+        trace = poutine.trace(model).get_trace(phi, y, subsample_size=1)
+    node = trace.nodes.get("s")
+    fn = node["fn"] if node is not None else None
+    while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
+        fn = fn.base_dist
+    if not isinstance(fn, dist.LogNormal) or fn.loc.numel() != 1:
+        family = "no site 's'" if node is None else f"s ~ {type(node['fn']).__name__}"
+        raise Unsupported(f"{model.name}: {family}; the closed-form step needs a log-normal scale")
+    return fn.loc.detach().reshape(()), fn.scale.detach().reshape(())
+
+
+def first_step_gap(
+    step: LinearGaussianStep | HierarchicalStep,
+    model: Callable,
+    guide: Callable,
+    f: float,
+    phi: Tensor,
+    y: Tensor,
+    batch: int,
+) -> str | None:
+    """Check the closed-form step against its specification, Pyro's ``Trace_ELBO``: the loss
+    and its gradient with respect to every parameter in Pyro's param store, at the current
+    parameters and with the same noise (both from the current random stream, which is left
+    as it was). None where they agree to ``FIRST_STEP_RTOL`` (relative to the larger value),
+    else the reason."""
+    devices = [phi.device] if phi.is_cuda else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        ours, our_grads = step.gradients(f, batch)
+    by_storage = {param.data_ptr(): grad for param, grad in our_grads.items()}
+    params = dict(pyro.get_param_store().named_parameters())
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        loss = Trace_ELBO().differentiable_loss(
+            poutine.scale(model, f), poutine.scale(guide, f), phi, y, subsample_size=batch
+        )
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    theirs_loss, rtol = loss.item(), FIRST_STEP_RTOL[phi.dtype]
+    if not abs(ours - theirs_loss) <= rtol * max(1.0, abs(theirs_loss)):
+        return f"loss {ours:.10g} against Pyro's Trace_ELBO {theirs_loss:.10g}"
+    for (name, param), grad in zip(params.items(), grads, strict=True):
+        theirs = torch.zeros_like(param) if grad is None else grad
+        mine = by_storage.get(param.data_ptr(), torch.zeros_like(param))
+        gap = float((mine - theirs).abs().max()) if param.numel() else 0.0
+        if not gap <= rtol * max(1.0, float(theirs.abs().max()) if param.numel() else 0.0):
+            return f"gradient of {name!r} differs from Pyro's Trace_ELBO by {gap:.3g}"
+    return None
 
 
 def unravel_sites(model: SphereModel, phi: Tensor) -> dict[str, Tensor]:

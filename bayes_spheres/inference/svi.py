@@ -28,7 +28,12 @@ from bayes_spheres.data import SphereData
 from bayes_spheres.guides import GUIDES, GuideName, InitLoc
 from bayes_spheres.inference import Posterior
 from bayes_spheres.inference.draws import guide_ensemble
-from bayes_spheres.inference.elbo_gradients import Momentum, Unsupported, closed_form_step
+from bayes_spheres.inference.elbo_gradients import (
+    Momentum,
+    Unsupported,
+    closed_form_step,
+    first_step_gap,
+)
 from bayes_spheres.models import SphereModel
 
 log = logging.getLogger(__name__)
@@ -121,6 +126,11 @@ def fit(
     ):
         q(phi, y, subsample_size=batch)
         step, used = _engine(engine, model, q, data, pyro_mvn)
+    if step is not None and (gap := first_step_gap(step, model, q, factor, phi, y, batch)):
+        if engine is Engine.CLOSED_FORM:
+            raise ValueError(f"inference.engine=closed_form: the first step's {gap}")
+        log.warning("SVI on Pyro's engine: the closed-form first step's %s", gap)
+        step, used = None, Engine.PYRO
     if step is None:
         sgd = pyro.optim.SGD({"lr": optim.lr, "momentum": optim.momentum})
         elbo = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
