@@ -132,7 +132,7 @@ class LinearGaussianStep:
         self.state = FullCovarianceState(guide)
         # the target's coordinates are the prior's sites in trace order; so must the guide's be
         guide_sites = [(site["name"], v.numel()) for site, v in guide._unpack_latent(guide.loc)]
-        target_sites = [(k, v.numel()) for k, v in unravel_sites(model, phi).items()]
+        target_sites = [(k, math.prod(shape)) for k, shape in target.sites.items()]
         if guide_sites != target_sites:
             raise Unsupported(
                 f"{model.name}: the guide's latents {guide_sites} are not the prior's "
@@ -319,14 +319,6 @@ def first_step_gap(
         if not gap <= rtol * max(1.0, float(theirs.abs().max()) if param.numel() else 0.0):
             return f"gradient of {name!r} differs from Pyro's Trace_ELBO by {gap:.3g}"
     return None
-
-
-def unravel_sites(model: SphereModel, phi: Tensor) -> dict[str, Tensor]:
-    """The prior's latent sites, in trace order, at a draw (only names and sizes are used)."""
-    from bayes_spheres.inference.bootstrap import BatchedObjective  # avoids an import cycle
-
-    objective = BatchedObjective(model, phi, phi.new_zeros(len(phi)), phi.new_ones(1, len(phi)))
-    return objective.unravel(phi.new_zeros(objective.size))
 
 
 def closed_form_step(

@@ -77,6 +77,8 @@ class LogisticTarget:
         self.signed_offset = sign * offset  # [N]
         self.precision, self.shift = prior_precision, prior_shift
         self.prior_constant = prior_constant  # c (samplers need only the shape)
+        # the latent sites whose flattened values, in this order, are theta (where known)
+        self.sites: dict[str, torch.Size] = {}
         self._basis: Tensor | None = None
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
 
@@ -554,6 +556,7 @@ def linear_logistic_target(
     precision = torch.stack(curvature)
     precision = 0.5 * (precision + precision.T)
     target = LogisticTarget(x, labels, precision, grad0, logits0, float(log_prior0))
+    target.sites = dict(shapes)
     for point, (logits, _, log_prior, _) in zip(points, corners, strict=False):
         quadratic = point @ grad0 - 0.5 * point @ precision @ point
         if not (close(logits, logits0 + x @ point) and close(log_prior - log_prior0, quadratic)):
