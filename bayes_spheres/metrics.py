@@ -1,4 +1,5 @@
-"""Table 1's columns (NOTES.md, Metrics) and the exact worst case the attack is checked against.
+"""Table 1's columns (docs/paper.md, "Metrics") and the exact worst case the attack is checked
+against.
 
 ``adversarial_error`` is the mean, over all restarts on both spheres, of the ensemble's
 probability of the wrong class at the points the attack found; ``docs/adversarial-error.md``

@@ -95,8 +95,9 @@ COLUMNS: list[tuple[str, str, Callable[[Run], float | None]]] = [
     ("adv_max", "adv. max", lambda r: r["adversarial_error_max"]),
     ("time_s", "time (s)", lambda r: r["timings"].get("total", sum(r["timings"].values()))),
 ]
-# The candidate readings of the paper's lost "adversarial error" formula (NOTES.md, Metrics):
-# which one fits the paper's column across rows is measured, not chosen to match.
+# The candidate readings of the paper's "adversarial error", for which it gives no formula
+# (docs/paper.md, "Metrics"): which one fits the paper's column across rows is measured, not
+# chosen to match.
 READING_KEYS = {
     "mean over both spheres (reported)": "adversarial_error",
     "inner sphere": "adv_inner",

@@ -3,7 +3,7 @@
 Prints, in one run at the paper's scale (D = 500, N = 1,000): the time of the batched fit,
 the time of a few single fits (Pyro potential + torch.optim.LBFGS, as ``inference=map``),
 extrapolated to 1,000, the speed-up, and the largest difference between the two answers.
-Goal (issue 3): at least 20x faster than the loop and under 60 s.
+Goal: at least 20x faster than the loop and under 60 s.
 
     python bench/bootstrap.py [--members 1000] [--loop 5] [--dim 500] [--n-train 1000]
 """

@@ -1,13 +1,13 @@
 """Milliseconds per SVI step at the paper's scale: Pyro's ``AutoMultivariateNormal`` (the
-path before issue 3b), our guide on Pyro's engine, and the closed-form engine (the default
-since issue 5), for SVI and Hier. SVI.
+project's first SVI path), our guide on Pyro's engine, and the closed-form engine (the default
+engine), for SVI and Hier. SVI.
 
 Each configuration is one ``svi.fit`` run of ``--warmup + --steps`` steps (the paper's SGD
 with momentum, minibatches of 100, the per-datum loss); ``svi.fit`` times the steps after
 its first 50 (the jit compiles at step 0), wall clock and process CPU time. The CPU time is
 the steadier number on a shared machine; the load average is printed beside it. "before"
-is issue 3's default: ``AutoMultivariateNormal``, Pyro's validation on, torch's threads as
-they are (2 here); "1 thread" is ``svi.fit``'s ``threads=1`` default since issue 3b. The
+is the project's first default: ``AutoMultivariateNormal``, Pyro's validation on, torch's threads as
+they are (2 here); "1 thread" is ``svi.fit``'s ``threads=1`` default. The
 last column is the 50,000 steps of one fit; the ratio is to the named baseline, Pyro's
 engine with our guide and the jit (the default before the closed form).
 
@@ -29,7 +29,7 @@ from bayes_spheres.models import Flat, Hierarchical
 
 PAPER_STEPS = 50_000
 
-# (label, model key, svi.fit settings, baseline?); "before" is the default before issue 3b
+# (label, model key, svi.fit settings, baseline?); "before" is the project's first default
 HIER = {"guide": "direction_scale"}
 PYRO = {"engine": "pyro"}
 CONFIGS = [

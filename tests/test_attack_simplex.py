@@ -1,4 +1,4 @@
-"""Mirror ascent on the simplex u = x^2 (issue 5) against exact optima, certificates and PGD."""
+"""Mirror ascent on the simplex u = x^2 against exact optima, certificates and PGD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The four priors (NOTES.md, Priors): log densities by hand, sites, and the two
+"""The four priors (docs/paper.md, "Priors"): log densities by hand, sites, and the two
 parameterisations of the hierarchical model giving one distribution."""
 
 from __future__ import annotations

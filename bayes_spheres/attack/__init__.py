@@ -2,7 +2,7 @@
 
 - :mod:`.gradient`: the paper's projected gradient ascent in ``x`` (Appendix B), ``pgd``.
 - :mod:`.vertices`: the best vertex ``r e_j``, exact for one model, ``vertex``.
-- :mod:`.mirror`: mirror ascent on the simplex ``u = x^2`` (issue 5), ``simplex``.
+- :mod:`.mirror`: mirror ascent on the simplex ``u = x^2``, ``simplex``.
 - :mod:`.points`: the result type and the random starts every attack shares.
 """
 

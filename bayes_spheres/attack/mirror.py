@@ -1,8 +1,8 @@
-"""A structure-aware attack: mirror ascent on the simplex ``u = x^2`` (issue 5).
+"""A structure-aware attack: mirror ascent on the simplex ``u = x^2``.
 
 On a sphere of radius ``r`` the squared coordinates ``u = x^2`` range over the scaled simplex
 ``{u >= 0, sum_i u_i = r^2}`` and every member's activation is linear in ``u``:
-``a_s(u) = sum_i w_si (u_i - m_i) / sd_i + b_s = u @ W' + c`` (paper, Appendix B; NOTES,
+``a_s(u) = sum_i w_si (u_i - m_i) / sd_i + b_s = u @ W' + c`` (paper, Appendix B; docs/paper.md,
 Attack). So the attack ascends in ``u`` directly with exponentiated gradient (Kivinen &
 Warmuth 1997), i.e. mirror ascent with the entropy as mirror map (Beck & Teboulle 2003):
 ``u <- u * exp(eta g) / Z``, renormalised to sum to ``r^2``. It needs no projection and no

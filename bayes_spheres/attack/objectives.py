@@ -1,6 +1,6 @@
 """What an attacker maximises on the spheres, as a function of ``x`` or of ``u = x^2``.
 
-Every member's activation is linear in ``u``: ``a = u @ W' + c`` (NOTES, Attack), so each
+Every member's activation is linear in ``u``: ``a = u @ W' + c`` (docs/paper.md, "Attack"), so each
 objective's gradient is two ``[k, D] x [D, S]`` matmuls without autograd: in ``u`` it is
 ``(df/da) @ W'^T``, in ``x`` (chain rule through ``u = x^2``) ``2 x`` times that.
 """

@@ -1,4 +1,5 @@
-"""The vertices of the simplex ``u = x^2``: the exact single-model optimum (NOTES, Attack)."""
+"""The vertices of the simplex ``u = x^2``: the exact single-model optimum (docs/paper.md,
+"Attack")."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def vertex_logits(ensemble: Ensemble, radius: float, label: int) -> Tensor:
     """Wrong-class activation of every member at every vertex ``r e_j`` of the sphere: [S, D].
 
     On a sphere ``u = x^2`` ranges over the simplex ``sum u = r^2`` and the activation is linear
-    in ``u``, so one model's worst point is the best of these D vertices (NOTES, Attack).
+    in ``u``, so one model's worst point is the best of these D vertices (docs/paper.md, "Attack").
     """
     f = ensemble.features
     a = (
