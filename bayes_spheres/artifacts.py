@@ -54,25 +54,20 @@ def save_elbo(csv_path: str | Path, png_path: str | Path, elbo: np.ndarray) -> N
 def save_trace(
     png_path: str | Path, samples: dict[str, Tensor], lp: Tensor, coordinates: int = 3
 ) -> None:
-    """Trace plot of MCMC chains: a few coordinates of ``w`` (and ``b``) and the log density,
-    one line per chain (draws [chain, draw, ...])."""
+    """ArviZ's trace plot (``az.plot_trace``: each chain's density and trace) of a few
+    coordinates of ``w``, of ``b`` and of the log density ``lp`` (draws [chain, draw, ...])."""
+    import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    w = samples["w"].detach().cpu().numpy()
-    panels = [(f"w[{i}]", w[:, :, i]) for i in range(min(coordinates, w.shape[-1]))]
+    draws = {"w": samples["w"].detach().cpu().numpy()[..., :coordinates]}
     if "b" in samples:
-        panels.append(("b", samples["b"].detach().cpu().numpy()))
-    panels.append(("log density", lp.detach().cpu().numpy()))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.6 * len(panels)), sharex=True)
-    for ax, (name, values) in zip(axes, panels, strict=True):
-        for c, chain in enumerate(values):
-            ax.plot(chain, lw=0.5, alpha=0.8, label=f"chain {c}")
-        ax.set_ylabel(name)
-    axes[-1].set_xlabel("kept draw")
-    axes[0].legend(loc="upper right", fontsize="small", ncol=len(w))
+        draws["b"] = samples["b"].detach().cpu().numpy()
+    draws["lp"] = lp.detach().cpu().numpy()
+    axes = az.plot_trace(draws, compact=False, figsize=(9, 1.6 * (coordinates + len(draws))))
+    fig = axes.ravel()[0].figure
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
