@@ -15,7 +15,6 @@ so the figure uses the same model, inference and optimiser settings as Table 1.
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -76,8 +75,9 @@ def fit_ensemble(overrides: Sequence[str], members: int, seed: int) -> tuple[Ens
     data = _data(cfg)
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    extra = {"progress": False} if "progress" in inspect.signature(plan.fit).parameters else {}
-    post = plan.fit(plan.model, data, members=members, seed=seed, **plan.fit_settings, **extra)
+    post = plan.fit(
+        plan.model, data, members=members, seed=seed, progress=False, **plan.fit_settings
+    )
     return post.ensemble, data
 
 

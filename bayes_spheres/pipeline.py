@@ -7,7 +7,6 @@ is only the Hydra entry point around it.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -183,8 +182,9 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
 def _fit(plan: Plan, data: SphereData, members: int, seed: int, progress: bool) -> Posterior:
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    extra = {"progress": progress} if "progress" in inspect.signature(plan.fit).parameters else {}
-    return plan.fit(plan.model, data, members=members, seed=seed, **plan.fit_settings, **extra)
+    return plan.fit(
+        plan.model, data, members=members, seed=seed, progress=progress, **plan.fit_settings
+    )
 
 
 def _hydra_output_dir() -> Path:

@@ -165,13 +165,15 @@ def test_one_dimensional_logistic_posterior_against_quadrature(fast):
 
 
 @pytest.mark.parametrize(
-    ("kick_below", "block_steps", "misjudged", "candidates_max"),
-    [(36.0, 32, 0.0, 1 << 22), (15.0, 32, 0.0, 1 << 22), (15.0, 7, 0.0, 1 << 22),
-     (15.0, 32, 20.0, 1 << 22), (15.0, 32, 0.0, 0)],
-    ids=["all-forces", "default", "short-blocks", "blocks-cut", "dense-steps"],
+    ("kick_below", "block_steps", "misjudged", "candidates_max", "gather_max"),
+    [(36.0, 32, 0.0, 1 << 22, 1 << 24), (15.0, 32, 0.0, 1 << 22, 1 << 24),
+     (15.0, 7, 0.0, 1 << 22, 1 << 24), (15.0, 32, 20.0, 1 << 22, 1 << 24),
+     (15.0, 32, 0.0, 0, 1 << 24), (15.0, 32, 0.0, 0, 0)],
+    ids=["all-forces", "default", "short-blocks", "blocks-cut", "dense-steps",
+         "dense-products"],
 )  # fmt: skip
 def test_linear_trajectory_is_the_generic_one(
-    monkeypatch, kick_below, block_steps, misjudged, candidates_max
+    monkeypatch, kick_below, block_steps, misjudged, candidates_max, gather_max
 ):
     """The fast integrator (activations carried with the state, blocks of steps in closed
     form from the kicks of a few candidate points) gives the same chain as the generic one
@@ -181,7 +183,7 @@ def test_linear_trajectory_is_the_generic_one(
     still uses the exact energy): equal to 1e-6. The same with blocks of 7 steps; with
     candidates picked as if every path stayed 20 higher than it does (other points come near,
     so blocks are cut and continued with more candidates); and with every step dense (the
-    fall-back when too many points are near)."""
+    fall-back when too many points are near), its kicks gathered or one product."""
     from bayes_spheres.kernels import logistic
     from bayes_spheres.kernels.logistic import slice_trajectory_linear
 
@@ -191,6 +193,7 @@ def test_linear_trajectory_is_the_generic_one(
         lowest = logistic._lowest
         monkeypatch.setattr(logistic, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
     monkeypatch.setattr(logistic, "CANDIDATE_ELEMENTS", candidates_max)
+    monkeypatch.setattr(logistic, "GATHER_ELEMENTS", gather_max)
     tol = 1e-9 if kick_below == 36.0 else 1e-6
 
     g = torch.Generator().manual_seed(1)

@@ -90,12 +90,15 @@ def fit(
     history_size: int = 10,
     tolerance_grad: float = 1e-8,
     init: str = "map",
+    progress: bool = True,
 ) -> Posterior:
     """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch.
 
     ``init="map"`` starts every fit at the full data's MAP (fitted first; each resample's
     MAP lies near it), ``"zero"`` at the origin, as a fit from scratch would; the two agree
-    once the fits converge, and differ when ``max_iter`` stops them early."""
+    once the fits converge, and differ when ``max_iter`` stops them early. ``progress``: no
+    bar (one batched fit; its iterations are logged)."""
+    del progress
     if init not in ("map", "zero"):
         raise ValueError(f"inference.init={init!r}: must be 'map' or 'zero'")
     gen = torch.Generator().manual_seed(seed)

@@ -71,9 +71,11 @@ def fit(
     members: int = 1000,
     seed: int = 0,
     lbfgs: LBFGSSettings | None = None,
+    progress: bool = True,
 ) -> Posterior:
-    """Laplace approximation of ``model``'s posterior: an ensemble of ``members`` draws."""
-    del seed  # the caller seeds Pyro
+    """Laplace approximation of ``model``'s posterior: an ensemble of ``members`` draws
+    (``progress``: no bar, the fit takes seconds)."""
+    del seed, progress  # the caller seeds Pyro
     guide, info = laplace_guide(model, data.phi_train, data.y_train, lbfgs=lbfgs)
     if info["hessian_jitter"]:
         log.warning("Laplace: Hessian not positive definite; jitter %.3g", info["hessian_jitter"])

@@ -89,9 +89,11 @@ def fit(
     members: int = 1,
     seed: int = 0,
     lbfgs: LBFGSSettings | None = None,
+    progress: bool = True,
 ) -> Posterior:
-    """MAP of ``model`` on the training set: an ensemble of one."""
-    del members, seed  # deterministic: always one member
+    """MAP of ``model`` on the training set: an ensemble of one (``progress``: no bar, one
+    L-BFGS fit takes well under a second)."""
+    del members, seed, progress  # deterministic: always one member
     latents, info = map_estimate(model, data.phi_train, data.y_train, lbfgs=lbfgs)
     w, b = weights_of(model, latents, data.dim)
     log.info(

@@ -171,11 +171,15 @@ KICK_BELOW = 15.0
 # block's activations [C, steps, N] (32 MiB in float64)
 BLOCK_STEPS = 32
 BLOCK_ELEMENTS = 1 << 22
-# at most this many elements in the candidates' block of A A' [C, J, J] (32 MiB in float64);
-# past it, a block has fewer steps, down to one dense step
-CANDIDATE_ELEMENTS = 1 << 22
+# at most this many elements in the candidates' block of A A' [C, J, J] (J = 128 for 8
+# chains): stepping more candidates alone costs more than it saves; past it, a block has
+# fewer steps, down to one dense step
+CANDIDATE_ELEMENTS = 1 << 17
+# a dense step gathers the rows of the points that pull up to this many elements (128 MiB
+# in float64; at N = 16,000 every point of 8 chains would need 17 GB), past it one product
+GATHER_ELEMENTS = 1 << 24
 # a point is a candidate in a block if its path without kicks comes within this of
-# ACTIVE_BELOW; doubled for the rest of a trajectory whenever another point came closer
+# KICK_BELOW; doubled for the rest of a trajectory whenever another point came closer
 CANDIDATE_SLACK = 5.0
 
 
@@ -202,7 +206,7 @@ def slice_trajectory_linear(
     :func:`_candidate_weights` steps them alone (O(J^2) per step for J candidates); every
     point's activations, the energies and the positions then follow from the candidates' kick
     weights in closed form (:func:`_integrate`). A block in which another point's activation
-    fell below ``ACTIVE_BELOW`` is cut before that step and continued with more candidates,
+    fell below ``KICK_BELOW`` is cut before that step and continued with more candidates,
     so the trajectory is the step-by-step one.
 
     The energy uses every term above -2.3e-16 (``a < ACTIVE_BELOW``), so the slice is the
@@ -298,7 +302,7 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
         b = min(block, steps - done)
         while True:
             low = _lowest(x_a, u_a, b * eps) + a_0  # no path without kicks goes lower
-            size = max(1, int((low < ACTIVE_BELOW + slack).sum(1).max()))
+            size = max(1, int((low < KICK_BELOW + slack).sum(1).max()))
             if chains * size * size <= CANDIDATE_ELEMENTS or b == 1:
                 break
             b = max(1, b // 2)  # many points near (far out, early in warm-up): fewer steps
@@ -334,15 +338,14 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
         basis = torch.cat([x_a[:, None], u_a[:, None], a_0.expand(chains, 1, -1), rows_n], 1)
         a = terms @ basis  # [C, b, N]
         lowest = a.amin(1).scatter_(1, candidates, math.inf)  # [C, N], candidates left out
-        if bool((lowest < ACTIVE_BELOW).any()):
+        if bool((lowest < KICK_BELOW).any()):
             others = a.scatter(2, candidates[:, None, :].expand(-1, b, -1), math.inf)
-            near = (others < ACTIVE_BELOW).any(2).any(0)  # [b]
+            near = (others < KICK_BELOW).any(2).any(0)  # [b]
             slack *= 2.0
-            b = int(near.nonzero()[0])  # steps 1..b saw only the candidates' terms
+            b = int(near.nonzero()[0])  # steps 1..b had only the candidates' kicks
             if b == 0:
                 continue
             a, m, q, cos, sin = a[:, :b], m[:, :b], q[:, :b], cos[:b], sin[:b]
-        a_j = a.gather(2, candidates[:, None, :].expand(-1, b, -1))  # [C, b, J]
         x_along = x_k[:, None] * cos[:, None] + u_k[:, None] * sin[:, None]
         u_along = u_k[:, None] * cos[:, None] - x_k[:, None] * sin[:, None]
         kinetic = (
@@ -350,8 +353,7 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
             + ((m * x_along).sum(-1) + (q * u_along).sum(-1))
             + 0.5 * ((m @ gram_kk) * m).sum(-1) + 0.5 * ((q @ gram_kk) * q).sum(-1)
         )  # fmt: skip
-        ll = torch.where(a_j < ACTIVE_BELOW, F.logsigmoid(a_j), 0.0).sum(-1)
-        energies.append(kinetic - ll)
+        energies.append(kinetic - _log_likelihood(a))
         rows_p = linear.a_z.index_select(0, kickers.reshape(-1)).reshape(chains, width, p)
         blocks.append(_Block(done, z, v, cos, sin, rows_p, m))
         z, v = (
@@ -365,6 +367,14 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
     return _Path(torch.cat(energies, 1), blocks)
 
 
+def _log_likelihood(a: Tensor) -> Tensor:
+    """``sum_n log sigmoid(a_n)`` over the points with ``a_n < ACTIVE_BELOW`` (each other
+    term is above -2.3e-16), for activations [C, S, N]: [C, S]."""
+    near = (a.amin(1) < ACTIVE_BELOW).any(0).nonzero()[:, 0]
+    a = a[..., near]
+    return torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
+
+
 def _weights(a: Tensor) -> Tensor:
     """Kick weights: ``sigmoid(-a)`` below ``KICK_BELOW``, else 0."""
     return torch.where(a < KICK_BELOW, torch.sigmoid(-a), 0.0)
@@ -373,20 +383,35 @@ def _weights(a: Tensor) -> Tensor:
 def _dense_step(
     z: Tensor, v: Tensor, x_a: Tensor, u_a: Tensor, eps: float, linear: LinearLogistic
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """One leapfrog step of :func:`_integrate` with every point's kick (dense products), for
-    when too many points are near to step them alone: the new ``z, v, A z, A v`` and the
-    energy [C]."""
-    a_0, a_z, gram, half = linear.a_0, linear.a_z, linear.gram, 0.5 * eps
-    w = _weights(x_a + a_0)
-    v, u_a = v + half * (w @ a_z), u_a + half * (w @ gram)
+    """One leapfrog step of :func:`_integrate` with every point's kick, for when too many
+    points are near to step them alone: the new ``z, v, A z, A v`` and the energy [C]."""
+    half = 0.5 * eps
+    kick_z, kick_a = _kicks(x_a + linear.a_0, linear)
+    v, u_a = v + half * kick_z, u_a + half * kick_a
     cos, sin = math.cos(eps), math.sin(eps)
     z, v = z * cos + v * sin, v * cos - z * sin
     x_a, u_a = x_a * cos + u_a * sin, u_a * cos - x_a * sin
-    a = x_a + a_0
-    w = _weights(a)
-    v, u_a = v + half * (w @ a_z), u_a + half * (w @ gram)
+    a = x_a + linear.a_0
+    kick_z, kick_a = _kicks(a, linear)
+    v, u_a = v + half * kick_z, u_a + half * kick_a
     ll = torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
     return z, v, x_a, u_a, 0.5 * ((z * z).sum(-1) + (v * v).sum(-1)) - ll
+
+
+def _kicks(a: Tensor, linear: LinearLogistic) -> tuple[Tensor, Tensor]:
+    """The kick ``sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N], split
+    into its ``z`` part [C, P] and its activations' part [C, N]: the rows of the points that
+    pull, gathered (a dense product where they are many)."""
+    chain, point = (a < KICK_BELOW).nonzero(as_tuple=True)
+    weight = torch.sigmoid(-a[chain, point])
+    size = point.numel() * (linear.a_z.shape[1] + len(linear.a_0))
+    if 3 * point.numel() > a.numel() or size > GATHER_ELEMENTS:  # a product is cheaper
+        dense = _weights(a)
+        return dense @ linear.a_z, dense @ linear.gram
+    kick_z = a.new_zeros(len(a), linear.a_z.shape[1])
+    kick_z.index_add_(0, chain, linear.a_z[point] * weight[:, None])
+    kick_a = torch.zeros_like(a).index_add_(0, chain, linear.gram[point] * weight[:, None])
+    return kick_z, kick_a
 
 
 def _lowest(x: Tensor, u: Tensor, time: float) -> Tensor:
