@@ -337,7 +337,8 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
                            torch.ones_like(m[..., :1]), m], 2)  # fmt: skip
         basis = torch.cat([x_a[:, None], u_a[:, None], a_0.expand(chains, 1, -1), rows_n], 1)
         a = terms @ basis  # [C, b, N]
-        lowest = a.amin(1).scatter_(1, candidates, math.inf)  # [C, N], candidates left out
+        a_min = a.amin(1)  # [C, N]
+        lowest = a_min.scatter(1, candidates, math.inf)  # the candidates left out
         if bool((lowest < KICK_BELOW).any()):
             others = a.scatter(2, candidates[:, None, :].expand(-1, b, -1), math.inf)
             near = (others < KICK_BELOW).any(2).any(0)  # [b]
@@ -346,6 +347,7 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
             if b == 0:
                 continue
             a, m, q, cos, sin = a[:, :b], m[:, :b], q[:, :b], cos[:b], sin[:b]
+            a_min = a.amin(1)
         x_along = x_k[:, None] * cos[:, None] + u_k[:, None] * sin[:, None]
         u_along = u_k[:, None] * cos[:, None] - x_k[:, None] * sin[:, None]
         kinetic = (
@@ -353,7 +355,7 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
             + ((m * x_along).sum(-1) + (q * u_along).sum(-1))
             + 0.5 * ((m @ gram_kk) * m).sum(-1) + 0.5 * ((q @ gram_kk) * q).sum(-1)
         )  # fmt: skip
-        energies.append(kinetic - _log_likelihood(a))
+        energies.append(kinetic - _log_likelihood(a, a_min))
         rows_p = linear.a_z.index_select(0, kickers.reshape(-1)).reshape(chains, width, p)
         blocks.append(_Block(done, z, v, cos, sin, rows_p, m))
         z, v = (
@@ -367,11 +369,12 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
     return _Path(torch.cat(energies, 1), blocks)
 
 
-def _log_likelihood(a: Tensor) -> Tensor:
+def _log_likelihood(a: Tensor, a_min: Tensor) -> Tensor:
     """``sum_n log sigmoid(a_n)`` over the points with ``a_n < ACTIVE_BELOW`` (each other
-    term is above -2.3e-16), for activations [C, S, N]: [C, S]."""
-    near = (a.amin(1) < ACTIVE_BELOW).any(0).nonzero()[:, 0]
-    a = a[..., near]
+    term is above -2.3e-16), for activations [C, S, N] whose minima over S are ``a_min``:
+    [C, S]."""
+    near = (a_min < ACTIVE_BELOW).any(0).nonzero()[:, 0]
+    a = a.index_select(2, near)
     return torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
 
 
