@@ -531,18 +531,33 @@ def test_bivariate_correlated_gaussian(directions):
 
 
 @slow
-@pytest.mark.parametrize("directions", ["factor", "hamiltonian"])
-def test_100d_correlated_gaussian(directions):
+@pytest.mark.parametrize(
+    ("directions", "mass"),
+    [
+        ("factor", "diagonal"),
+        ("hamiltonian", "dense"),
+        pytest.param("hamiltonian", "diagonal", marks=pytest.mark.xfail(
+            reason="every variance is 1, so a diagonal mass is the identity and the condition "
+            "number stays 901: R-hat above 1.1 here; Pyro's NUTS at its default (diagonal) mass "
+            "fails the same way (R-hat 1.27 at 4 x (300 + 500), bench/slice_vs_nuts.py)",
+            strict=True,
+        )),
+    ],
+)  # fmt: skip
+def test_100d_correlated_gaussian(directions, mass):
     """100 coordinates, unit variances, every correlation 0.9 (eigenvalues 90.1 and 0.1: a
     condition number of 901). Coordinate-wise updates would need thousands of sweeps per
-    independent draw, so that mode is not run."""
+    independent draw, so that mode is not run; the hamiltonian mode needs the dense mass
+    matrix that such a posterior asks for (docs/mcmc.md, the generic-path bench)."""
     dim = 100
     cov = 0.1 * torch.eye(dim) + 0.9 * torch.ones(dim, dim)
 
     def model():
         pyro.sample("x", dist.MultivariateNormal(torch.zeros(dim), cov))
 
-    x = draws_of(run_slice(model, directions, draws=250, warmup=300))["x"]
+    # a dense mass matrix is learnt from every chain's warm-up draws: 4 chains, as the bench
+    kernel = {"mass": mass, "chains": 4} if directions == "hamiltonian" else {}
+    x = draws_of(run_slice(model, directions, draws=250, warmup=300, **kernel))["x"]
     check_moments(x, 0.0, 1.0, "x")
     check_expectation(x[..., :10] * x[..., 10:20], 0.9, "x_i*x_j")
     check_expectation(x.mean(-1), 0.0, "mean of x")  # the slow, leading direction
