@@ -65,7 +65,13 @@ def minibatch(n: int, size: int) -> Tensor:
 @dataclass
 class Momentum:
     """``torch.optim.SGD(lr, momentum)`` (no dampening, no Nesterov) on a set of tensors,
-    in place: ``buf = momentum * buf + grad``, ``p -= lr * buf``."""
+    in place: ``buf = momentum * buf + grad``, ``p -= lr * buf``. Kept instead of
+    ``torch.optim.SGD`` itself because that needs every gradient as a tensor of its own
+    (the lower factor's as a [P, P] ``tril(outer)``, which the step here fuses into one rank-1
+    update) and a call per step: measured at D = 500 (1,000 steps, on a loaded 2-core
+    machine) 0.49-0.57 against 0.62-0.69 ms per step for SVI and 0.67-0.72 against
+    1.16-1.36 ms for Hier. SVI. Tested the same as Pyro's ``SGD``: the closed-form fits follow
+    Pyro's path (``tests/test_elbo_gradients.py``)."""
 
     lr: float
     momentum: float
