@@ -31,7 +31,13 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, choose_state, start_trajectory
+from bayes_spheres.kernels.hamiltonian import (
+    MAX_ENERGY,
+    choose_state,
+    energy,
+    flow,
+    start_trajectory,
+)
 from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting, TrajectoryStep
 
@@ -391,14 +397,13 @@ def _dense_step(
     half = 0.5 * eps
     kick_z, kick_a = _kicks(x_a + linear.a_0, linear)
     v, u_a = v + half * kick_z, u_a + half * kick_a
-    cos, sin = math.cos(eps), math.sin(eps)
-    z, v = z * cos + v * sin, v * cos - z * sin
-    x_a, u_a = x_a * cos + u_a * sin, u_a * cos - x_a * sin
+    z, v = flow(z, v, eps, True)
+    x_a, u_a = flow(x_a, u_a, eps, True)
     a = x_a + linear.a_0
     kick_z, kick_a = _kicks(a, linear)
     v, u_a = v + half * kick_z, u_a + half * kick_a
     ll = torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
-    return z, v, x_a, u_a, 0.5 * ((z * z).sum(-1) + (v * v).sum(-1)) - ll
+    return z, v, x_a, u_a, energy(z, v, ll, True)
 
 
 def _kicks(a: Tensor, linear: LinearLogistic) -> tuple[Tensor, Tensor]:
