@@ -47,20 +47,26 @@ def laplace_guide(
     info = lbfgs_minimise(
         lambda: elbo.differentiable_loss(model, delta, *model_args), delta.loc, lbfgs
     )
-    # As AutoLaplaceApproximation.laplace_approximation, with jitter only when needed.
+    # As AutoLaplaceApproximation.laplace_approximation, with jitter only when needed (Pyro's
+    # inverts the Hessian as it is and fails where it is not positive definite).
     guide_trace = poutine.trace(delta).get_trace(*model_args)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*model_args)
     loss = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
     h = hessian(loss, delta.loc).detach()
     precision_chol, jitter = jittered_cholesky(h)
-    cov = torch.cholesky_inverse(precision_chol)
-    scale = cov.diagonal().sqrt()
+    covariance = torch.cholesky_inverse(precision_chol)
     gaussian = AutoMultivariateNormal(model)
-    gaussian._setup_prototype(*model_args)
-    del gaussian.loc, gaussian.scale, gaussian.scale_tril
-    gaussian.register_buffer("loc", delta.loc.detach().clone())
-    gaussian.register_buffer("scale", scale)
-    gaussian.register_buffer("scale_tril", torch.linalg.cholesky(cov / scale[:, None] / scale))
+    with torch.random.fork_rng():  # its first call sets up its parameters (from prior draws)
+        gaussian(*model_args)
+    # Its covariance is diag(scale) T T' diag(scale), T unit lower triangular: T and scale
+    # from the Cholesky factor L of the covariance, L = diag(diag L) T. Assigning a tensor
+    # to a PyroParam sets its value through its constraint.
+    chol = torch.linalg.cholesky(covariance)
+    with torch.no_grad():
+        gaussian.loc = torch.nn.Parameter(delta.loc.detach().clone())
+        gaussian.scale = chol.diagonal().clone()
+        gaussian.scale_tril = chol / chol.diagonal()[:, None]
+    info["posterior_sd"] = covariance.diagonal().sqrt()
     info["hessian_jitter"] = jitter
     return gaussian, info
 
@@ -80,7 +86,7 @@ def fit(
     if info["hessian_jitter"]:
         log.warning("Laplace: Hessian not positive definite; jitter %.3g", info["hessian_jitter"])
     ensemble, samples = guide_ensemble(model, guide, data, members)
-    sd = guide.scale
+    sd = info.pop("posterior_sd")
     log.info(
         "Laplace: MAP in %d iterations; posterior sd %.3g..%.3g",
         info["iterations"],
