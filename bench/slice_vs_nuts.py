@@ -219,9 +219,10 @@ def generic_rows(args) -> list[dict]:
                 [v.reshape(*v.shape[:2], -1).double().numpy() for v in samples.values()], -1
             )
             path = getattr(kernel, "path", "")
+            potential = getattr(kernel, "potential", None)
             how = f"{args.generic_chains} chains x ({warmup} warm-up + {draws})" + (
                 f", {path} path" if path else ""
-            )
+            ) + (f", potential {potential}" if potential else "")
             rows.append(row(name, seconds, x, how) | {"case": case})
     return rows
 

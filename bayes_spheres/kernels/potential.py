@@ -1,12 +1,18 @@
 """The generic target: any potential ``theta [P] -> -log p`` (e.g. Pyro's ``potential_fn``
-over a flat vector). Every candidate costs one call of the potential; works for any model."""
+over a flat vector), called once per point; works for any model. Where the model allows it,
+:class:`BatchedPotential` computes Pyro's potential for all points (all chains) in one run of
+the model instead, checked against the per-point one (:func:`batched_potential`)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 
+import pyro
 import torch
+from pyro import poutine
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
@@ -22,15 +28,115 @@ def unravel(theta: Tensor, shapes: dict[str, torch.Size]) -> dict[str, Tensor]:
     return out
 
 
-class PotentialTarget:
-    """Log density ``-potential(theta)`` over unconstrained vectors, batched by a loop."""
+# The batched potential is used where it matches the per-point one to this relative
+# tolerance (values and gradients) at every probe point, by dtype.
+BATCHED_RTOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+PROBE_POINTS = 4
 
-    def __init__(self, potential: Callable[[Tensor], Tensor]) -> None:
-        self.potential = potential
+
+class BatchedPotential:
+    """Pyro's potential (``pyro.infer.mcmc.util.initialize_model``'s ``potential_fn``) at B
+    unconstrained points [B, P] at once: the model runs once, conditioned on the B points'
+    constrained values, inside an outer ``pyro.plate`` of size B placed left of every batch
+    dimension of the prototype trace, as Pyro vectorises ELBO particles. The potential of
+    point b is minus the sum of every site's log probability over its non-point dimensions,
+    plus the transforms' log Jacobians, as in Pyro's ``_PEMaker``. Only models whose code
+    broadcasts over that dimension give the right answer: :func:`batched_potential` checks."""
+
+    def __init__(
+        self,
+        model: Callable,
+        args: tuple,
+        kwargs: dict,
+        transforms: dict,
+        shapes: dict[str, torch.Size],
+        prototype: Trace,
+    ) -> None:
+        self.model, self.args, self.kwargs = model, args, kwargs
+        self.transforms, self.shapes = transforms, shapes
+        batch_dims = {
+            name: len(site["fn"].batch_shape)
+            for name, site in prototype.nodes.items()
+            if site["type"] == "sample" and not site_is_subsample(site)
+        }
+        self.dim = -(max(batch_dims.values(), default=0) + 1)  # the points' plate
+        self.pads = {name: -self.dim - 1 - batch_dims[name] for name in shapes}
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        points = len(theta)
+        unconstrained = {
+            name: value.reshape((points,) + (1,) * self.pads[name] + value.shape[1:])
+            for name, value in unravel(theta, self.shapes).items()
+        }
+        constrained = {name: self.transforms[name].inv(u) for name, u in unconstrained.items()}
+        with pyro.plate("_potential_points", points, dim=self.dim):
+            trace = poutine.trace(poutine.condition(self.model, constrained)).get_trace(
+                *self.args, **self.kwargs
+            )
+        trace.compute_log_prob(lambda name, site: not site_is_subsample(site))
+        log_joint = theta.new_zeros(points)
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                log_prob = site["log_prob"]
+                log_prob = log_prob.reshape((1,) * (-self.dim - log_prob.dim()) + log_prob.shape)
+                log_joint = log_joint + log_prob.expand(points, *log_prob.shape[1:]).reshape(
+                    points, -1
+                ).sum(1)
+        for name, transform in self.transforms.items():
+            jacobian = transform.log_abs_det_jacobian(constrained[name], unconstrained[name])
+            log_joint = log_joint - jacobian.reshape(points, -1).sum(1)
+        return -log_joint
+
+
+def batched_potential(
+    batched: BatchedPotential, potential: Callable[[Tensor], Tensor], like: Tensor
+) -> str | None:
+    """Why ``batched`` may not stand in for the per-point ``potential`` (None: it may): at
+    ``like``'s rows and random points about them, its values and gradients must equal the
+    per-point ones (``BATCHED_RTOL``); a model that, say, sums a latent site over all its
+    dimensions mixes the points and fails here."""
+    noise = torch.randn((PROBE_POINTS, *like.shape[1:]), dtype=like.dtype, device=like.device)
+    points = torch.cat([like, like[:1] + noise]).detach()
+    rtol = BATCHED_RTOL.get(like.dtype, 1e-4)
+    try:
+        with torch.enable_grad():
+            rows = points.clone().requires_grad_(True)
+            each = torch.stack([potential(row) for row in rows]).reshape(len(rows))
+            (each_grad,) = torch.autograd.grad(each.sum(), rows)
+            rows = points.clone().requires_grad_(True)
+            together = batched(rows)
+            (together_grad,) = torch.autograd.grad(together.sum(), rows)
+        each, each_grad, together, together_grad = (
+            t.detach() for t in (each, each_grad, together, together_grad)
+        )
+    except Exception as err:  # any failure of the model under the plate: per point then
+        return f"batched potential failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+    for what, a, b in (("value", together, each), ("gradient", together_grad, each_grad)):
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=rtol * float(
+            b.abs().max().clamp_min(1.0))):  # fmt: skip
+            return f"batched potential's {what} differs from Pyro's per point"
+    return None
+
+
+class PotentialTarget:
+    """Log density ``-potential(theta)`` over unconstrained vectors [B, P]: by ``batched``
+    (all points at once) where given, else by a loop over the points."""
+
+    def __init__(
+        self,
+        potential: Callable[[Tensor], Tensor],
+        batched: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        self.potential, self.batched = potential, batched
+
+    def _potential(self, theta: Tensor) -> Tensor:
+        if self.batched is not None:
+            return self.batched(theta)
+        return torch.stack([self.potential(row) for row in theta]).reshape(len(theta))
 
     def log_density(self, theta: Tensor) -> Tensor:
         with torch.no_grad():
-            return -torch.stack([self.potential(row) for row in theta]).reshape(len(theta))
+            return -self._potential(theta)
 
     def lines(self, theta: Tensor, directions: Tensor) -> PotentialLines:
         return PotentialLines(self, theta.clone(), directions)
@@ -48,7 +154,7 @@ class PotentialTarget:
         def rest(z: Tensor) -> tuple[Tensor, Tensor]:
             with torch.enable_grad():
                 points = z.detach().requires_grad_(True)
-                logp = -torch.stack([self.potential(row) for row in points]).reshape(len(z))
+                logp = -self._potential(points)
                 (grad,) = torch.autograd.grad(logp.sum(), points)
             return logp.detach(), grad
 

@@ -48,7 +48,12 @@ from torch import Tensor
 
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler, Mass
 from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
-from bayes_spheres.kernels.potential import PotentialTarget, unravel
+from bayes_spheres.kernels.potential import (
+    BatchedPotential,
+    PotentialTarget,
+    batched_potential,
+    unravel,
+)
 from bayes_spheres.kernels.protocols import Target
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
 
@@ -178,6 +183,8 @@ class Slice(MCMCKernel):
         self._t = 0  # updates so far in this chain
         self.path: str | None = None  # "fast" or "generic" once a chain has run
         self.path_reason = ""
+        self.potential: str | None = None  # the generic path's: "batched" or "per point"
+        self.potential_reason = ""
         self._sampler: SliceSampler | HamiltonianSliceSampler | None = None
         self._prototype = None
         super().__init__()
@@ -271,6 +278,8 @@ class Slice(MCMCKernel):
             batch.info = {
                 "path": self.path,
                 "path_reason": self.path_reason,
+                "potential": self.potential,
+                "potential_reason": self.potential_reason,
                 **self._sampler.info(),
             }
         kept = range(self._warmup_steps, len(batch.diverging))
@@ -289,7 +298,7 @@ class Slice(MCMCKernel):
         """One update of every chain in the batch; returns the first chain's state."""
         batch = self._batch
         if self._sampler is None:
-            self._target = self._find_target(batch.initial[0])
+            self._target = self._find_target(batch.initial)
             self._sampler = self._new_sampler(batch.initial.shape[1], batch.initial)
             self._theta = batch.initial.clone()
             self._logp = self._target.log_density(self._theta)
@@ -304,32 +313,58 @@ class Slice(MCMCKernel):
             batch.states.append(self._theta.clone())
         return self._theta[0]
 
-    def _find_target(self, like: Tensor) -> Target:
+    def _find_target(self, initial: Tensor) -> Target:
+        """The fast path's target where the model has one, else Pyro's potential: batched
+        over the points (chains) where the model allows it (checked), else point by point."""
         potential = self.potential_fn
         self._target_constant = 0.0
-        generic = PotentialTarget(lambda theta: potential(self._unravel(theta)))
         self.path, self.path_reason = "generic", "fast=False"
-        if not self.fast:
-            return generic
-        if self.model is None:
+        if self.fast and self.model is None:
             self.path_reason = "potential_fn given: no model to probe"
-            return generic
-        try:
-            target = linear_logistic_target(
-                self.model,
-                self._args,
-                self._kwargs,
-                self._shapes,
-                potential,
-                like,
-                self._prototype,
-            )
-        except NotLinearLogistic as err:
-            self.path_reason = str(err)
-            return generic
-        self.path, self.path_reason = "fast", "logistic likelihood, linear logits, Gaussian prior"
-        self._target_constant = target.prior_constant
-        return target
+        elif self.fast:
+            try:
+                target = linear_logistic_target(
+                    self.model,
+                    self._args,
+                    self._kwargs,
+                    self._shapes,
+                    potential,
+                    initial[0],
+                    self._prototype,
+                )
+            except NotLinearLogistic as err:
+                self.path_reason = str(err)
+            else:
+                self.path = "fast"
+                self.path_reason = "logistic likelihood, linear logits, Gaussian prior"
+                self._target_constant = target.prior_constant
+                return target
+        generic = PotentialTarget(lambda theta: potential(self._unravel(theta)))
+        self.potential, self.potential_reason = "per point", "potential_fn given: no model"
+        if self.model is not None:
+            with torch.random.fork_rng():  # the probe leaves the chains' random stream alone
+                self._batch_potential(generic, initial)
+        return generic
+
+    def _batch_potential(self, generic: PotentialTarget, initial: Tensor) -> None:
+        """Give ``generic`` the batched potential if it equals Pyro's (``batched_potential``)."""
+        latent = {
+            name
+            for name, site in self._prototype.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"]
+        }
+        if latent != set(self._shapes):
+            self.potential_reason = "discrete latent sites: Pyro's enumerating potential"
+            return
+        batched = BatchedPotential(
+            self.model, self._args, self._kwargs, self.transforms, self._shapes, self._prototype
+        )
+        reason = batched_potential(batched, generic.potential, initial)
+        if reason is None:
+            generic.batched = batched
+            self.potential, self.potential_reason = "batched", "equal to Pyro's per point"
+        else:
+            self.potential_reason = reason
 
     def _new_sampler(self, size: int, like: Tensor) -> SliceSampler | HamiltonianSliceSampler:
         scale_moves = self.scale_moves
