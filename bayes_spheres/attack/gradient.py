@@ -24,7 +24,13 @@ from bayes_spheres.attack.objectives import (
     ensemble_score,
     objective_in_x,
 )
-from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
+from bayes_spheres.attack.points import (
+    AdversarialPoints,
+    Patience,
+    ensemble_starts,
+    project,
+    stages,
+)
 from bayes_spheres.ensemble import Ensemble
 
 __all__ = ["Objective", "ScoreFn", "ensemble_score", "pgd", "projected_gradient_ascent"]
@@ -63,13 +69,12 @@ def projected_gradient_ascent(
         rows = torch.arange(k, device=x0.device)
         x = project(x0.detach(), radius)
         f, g = value_and_grad(x, rows)
-        best_x, best = x.clone(), f.clone()
+        best_x = x.clone()
+        restarts = Patience(f, tol, patience)
         eta = torch.full_like(f, step_size)
-        since = torch.zeros(k, dtype=torch.long, device=x.device)
-        active = torch.ones(k, dtype=torch.bool, device=x.device)
         bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
         for _ in bar:
-            idx = active.nonzero().squeeze(-1)
+            idx = restarts.active.nonzero().squeeze(-1)
             if idx.numel() == 0:
                 break
             x_new = project(x[idx] + eta[idx, None] * g[idx], radius[idx])
@@ -78,17 +83,11 @@ def projected_gradient_ascent(
             acc = idx[ok]
             x[acc], f[acc], g[acc] = x_new[ok], f_new[ok], g_new[ok]
             eta[idx[~ok]] *= 0.5
-            fa = f[idx]
-            better = fa > best[idx]
-            noticeable = fa > best[idx] + tol
+            better = restarts.update(idx, f[idx])
             best_x[idx[better]] = x[idx[better]]
-            best[idx[better]] = fa[better]
-            since[idx] = torch.where(noticeable, 0, since[idx] + 1)
-            if patience is not None:
-                active[idx] = since[idx] < patience
-            bar.set_postfix(active=int(active.sum()), refresh=False)
+            bar.set_postfix(active=int(restarts.active.sum()), refresh=False)
         bar.close()
-    return best_x.detach(), best
+    return best_x.detach(), restarts.best
 
 
 def pgd(
@@ -109,28 +108,17 @@ def pgd(
     One model maximises its wrong-class logit. An ensemble maximises ``log_mean_sigmoid`` of
     the wrong class after ``warmup_steps`` on the Jensen bound ``mean_s log sigmoid``.
     """
-    gen = torch.Generator().manual_seed(seed)
-    dtype, device = ensemble.w.dtype, ensemble.w.device
-    x0, radius, label = (
-        t.to(device) for t in random_starts(restarts_per_sphere, ensemble.dim, radii, gen, dtype)
-    )
+    x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
     common = dict(
         radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
     )
-    # (objective, steps, patience): one model ascends its logit; an ensemble warms up on the
-    # Jensen bound for a fixed number of steps, then ascends log mean sigmoid.
-    if ensemble.size == 1:
-        stages = [(Objective.LOGIT, max_steps, patience)]
-    else:
-        stages = [(Objective.JENSEN, warmup_steps, None)] if warmup_steps > 0 else []
-        stages.append((Objective.LOG_MEAN_SIGMOID, max_steps, patience))
     x = x0
-    for objective, steps, stop_after in stages:
+    for objective, steps, warmup in stages(ensemble, warmup_steps, max_steps):
         x, _ = projected_gradient_ascent(
             None,
             x,
             max_steps=steps,
-            patience=stop_after,
+            patience=None if warmup else patience,
             desc=f"attack ({objective.value})",
             value_and_grad=objective_in_x(ensemble, label, objective),
             **common,

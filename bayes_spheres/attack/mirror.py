@@ -22,8 +22,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bayes_spheres.attack.objectives import Objective, ValueGradFn, objective_in_u
-from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
+from bayes_spheres.attack.objectives import ValueGradFn, objective_in_u
+from bayes_spheres.attack.points import (
+    AdversarialPoints,
+    Patience,
+    ensemble_starts,
+    project,
+    stages,
+)
 from bayes_spheres.attack.vertices import vertex_logits
 from bayes_spheres.data import INNER, OUTER
 from bayes_spheres.ensemble import Ensemble
@@ -63,13 +69,11 @@ def mirror_ascent(
     theta = torch.log(u0.clamp_min(torch.finfo(u0.dtype).tiny)) - log_r2
     theta = theta - torch.logsumexp(theta, -1, keepdim=True)
     f, g = value_and_grad(torch.exp(theta + log_r2), rows)
-    best = f.clone()
+    restarts = Patience(f, tol, patience)
     eta = torch.full_like(f, step_size)
-    since = torch.zeros(k, dtype=torch.long, device=u0.device)
-    active = torch.ones(k, dtype=torch.bool, device=u0.device)
     bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
     for _ in bar:
-        idx = active.nonzero().squeeze(-1)
+        idx = restarts.active.nonzero().squeeze(-1)
         if idx.numel() == 0:
             break
         ga = g[idx]
@@ -82,11 +86,8 @@ def mirror_ascent(
         theta[acc], f[acc], g[acc] = trial[ok], f_new[ok], g_new[ok]
         eta[acc] = (eta[acc] * step_growth).clamp_max(_MAX_STEP)
         eta[idx[~ok]] *= 0.5
-        noticeable = f[idx] > best[idx] + tol
-        best[idx] = torch.maximum(best[idx], f[idx])
-        since[idx] = torch.where(noticeable, 0, since[idx] + 1)
-        active[idx] = since[idx] < patience
-        bar.set_postfix(active=int(active.sum()), refresh=False)
+        restarts.update(idx, f[idx])
+        bar.set_postfix(active=int(restarts.active.sum()), refresh=False)
     bar.close()
     return torch.exp(theta + log_r2), f
 
@@ -139,11 +140,7 @@ def simplex(
         raise ValueError(f"vertex_blend={vertex_blend}: must be in (0, 1)")
     if not (step_growth >= 1.0 and step_size > 0.0):
         raise ValueError(f"step_size={step_size}, step_growth={step_growth}: need > 0, >= 1")
-    gen = torch.Generator().manual_seed(seed)
-    dtype, device = ensemble.w.dtype, ensemble.w.device
-    x0, radius, label = (
-        t.to(device) for t in random_starts(restarts_per_sphere, ensemble.dim, radii, gen, dtype)
-    )
+    x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
     u = x0.square()
     n_random = restarts_per_sphere - vertex_starts
     from_vertex = torch.zeros_like(label, dtype=torch.bool)
@@ -156,12 +153,9 @@ def simplex(
     common = dict(
         step_size=step_size, tol=tol, patience=patience, step_growth=step_growth, progress=progress
     )
-    if ensemble.size == 1:
-        stages = [(Objective.LOGIT, max_steps, torch.ones_like(from_vertex))]
-    else:
-        stages = [(Objective.JENSEN, warmup_steps, ~from_vertex)] if warmup_steps > 0 else []
-        stages.append((Objective.LOG_MEAN_SIGMOID, max_steps, torch.ones_like(from_vertex)))
-    for objective, steps, rows in stages:
+    everyone = torch.ones_like(from_vertex)
+    for objective, steps, warmup in stages(ensemble, warmup_steps, max_steps):
+        rows = ~from_vertex if warmup else everyone  # the warm-up would pull vertex starts away
         if steps > 0 and rows.any():
             u[rows], _ = mirror_ascent(
                 objective_in_u(ensemble, label[rows], objective),

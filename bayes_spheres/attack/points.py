@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bayes_spheres.attack.objectives import Objective
 from bayes_spheres.data import INNER, OUTER, sample_sphere
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.io import atomic_save_npz
@@ -56,3 +57,45 @@ def random_starts(
     radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
     label = torch.tensor([INNER, OUTER], dtype=dtype).repeat_interleave(restarts_per_sphere)
     return x0, radius, label
+
+
+def ensemble_starts(
+    ensemble: Ensemble, restarts_per_sphere: int, radii: tuple[float, float], seed: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`random_starts` from ``seed``, in the ensemble's dtype, on its device."""
+    generator = torch.Generator().manual_seed(seed)
+    starts = random_starts(restarts_per_sphere, ensemble.dim, radii, generator, ensemble.w.dtype)
+    x0, radius, label = (t.to(ensemble.w.device) for t in starts)
+    return x0, radius, label
+
+
+def stages(
+    ensemble: Ensemble, warmup_steps: int, max_steps: int
+) -> list[tuple[Objective, int, bool]]:
+    """The attack's stages, ``(objective, steps, warm-up?)``: one model ascends its wrong-class
+    logit; an ensemble first the Jensen bound for ``warmup_steps`` (none if 0), then log mean
+    sigmoid (paper, Appendix B)."""
+    if ensemble.size == 1:
+        return [(Objective.LOGIT, max_steps, False)]
+    warmup = [(Objective.JENSEN, warmup_steps, True)] if warmup_steps > 0 else []
+    return [*warmup, (Objective.LOG_MEAN_SIGMOID, max_steps, False)]
+
+
+class Patience:
+    """Per restart, the best value so far and whether it still improves: a restart stops once
+    its best has not risen by more than ``tol`` for ``patience`` steps (None: never)."""
+
+    def __init__(self, value: Tensor, tol: float, patience: int | None) -> None:
+        self.best, self.tol, self.patience = value.clone(), tol, patience
+        self.since = torch.zeros(len(value), dtype=torch.long, device=value.device)
+        self.active = torch.ones(len(value), dtype=torch.bool, device=value.device)
+
+    def update(self, rows: Tensor, value: Tensor) -> Tensor:
+        """Record ``value`` at ``rows``; returns where it beat the best."""
+        better = value > self.best[rows]
+        noticeable = value > self.best[rows] + self.tol
+        self.best[rows] = torch.maximum(self.best[rows], value)
+        self.since[rows] = torch.where(noticeable, 0, self.since[rows] + 1)
+        if self.patience is not None:
+            self.active[rows] = self.since[rows] < self.patience
+        return better
