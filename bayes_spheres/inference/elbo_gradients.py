@@ -149,12 +149,12 @@ class LinearGaussianStep:
             raise Unsupported(
                 f"{model.name}: guide over {self.state.dim} latents, model has {latents}"
             )
-        self.sx, self.sz0, self.h = target.signed_x, target.signed_offset, target.shift
-        q = target.precision
-        diagonal = torch.count_nonzero(q - torch.diag(q.diagonal())) == 0
-        self.q_diag = q.diagonal().clone() if diagonal else None
-        self.q = q
-        self.c = target.prior_constant
+        self.signed_x, self.signed_offset = target.signed_x, target.signed_offset
+        self.shift, self.precision = target.shift, target.precision
+        off_diagonal = self.precision - torch.diag(self.precision.diagonal())
+        diagonal = torch.count_nonzero(off_diagonal) == 0
+        self.precision_diagonal = self.precision.diagonal().clone() if diagonal else None
+        self.prior_constant = target.prior_constant
         self.n = len(y)
 
     def _forward(self, f: float, batch: int) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -162,13 +162,20 @@ class LinearGaussianStep:
         st = self.state
         eps, r, scale, z = st.draw()
         idx = minibatch(self.n, batch)
-        sx = self.sx[idx]
-        sa = torch.addmv(self.sz0[idx], sx, z)
+        signed_x = self.signed_x[idx]
+        signed_activation = torch.addmv(self.signed_offset[idx], signed_x, z)
         ratio = self.n / len(idx)
-        qz = z * self.q_diag if self.q_diag is not None else torch.mv(self.q, z)
-        log_p = self.c + self.h.dot(z) - 0.5 * z.dot(qz)
-        lik = ratio * F.logsigmoid(sa).sum()
-        g = qz - self.h - ratio * torch.mv(sx.T, torch.sigmoid(-sa))
+        if self.precision_diagonal is not None:
+            precision_z = z * self.precision_diagonal
+        else:
+            precision_z = torch.mv(self.precision, z)
+        log_p = self.prior_constant + self.shift.dot(z) - 0.5 * z.dot(precision_z)
+        lik = ratio * F.logsigmoid(signed_activation).sum()
+        g = (
+            precision_z
+            - self.shift
+            - ratio * torch.mv(signed_x.T, torch.sigmoid(-signed_activation))
+        )
         return f * (st.log_q(eps, scale) - log_p - lik), (g, eps, r, scale)
 
     def gradients(self, f: float, batch: int) -> tuple[float, dict[Tensor, Tensor]]:
@@ -225,10 +232,10 @@ class HierarchicalStep:
         v = z[: self.dim]
         b = z[self.dim] if self.bias else z.new_zeros(())
         phi, sign = self.phi[idx], self.sign[idx]
-        pv = torch.mv(phi, v)
-        sa = sign * (s * pv + b)
-        lik = ratio * F.logsigmoid(sa).sum()
-        g_a = -ratio * sign * torch.sigmoid(-sa)  # d(-lik)/da
+        phi_v = torch.mv(phi, v)
+        signed_activation = sign * (s * phi_v + b)
+        lik = ratio * F.logsigmoid(signed_activation).sum()
+        g_a = -ratio * sign * torch.sigmoid(-signed_activation)  # d(-lik)/da
         sigma_p = self.rho_p.exp()
         dt = (t - self.m_p) / sigma_p
         log_p = (
@@ -250,7 +257,7 @@ class HierarchicalStep:
             g[self.dim] = b / self.bias_var + g_a.sum()
         log_q = st.log_q(eps, scale) - 0.5 * eps_s.square() - sigma_q.log() - 0.5 * LOG_2PI - t
         loss = f * (log_q - log_p - lik)
-        g_t = dt / sigma_p + s * pv.dot(g_a)  # the +-t of p(s) and q(s) cancel
+        g_t = dt / sigma_p + s * phi_v.dot(g_a)  # the +-t of p(s) and q(s) cancel
         grad_m_q = f * g_t
         grad_u_q = f * (g_t * eps_s - 1.0 / sigma_q) * torch.sigmoid(self.u_q)
         return loss, (g, eps, r, scale, grad_m_q, grad_u_q, dt, sigma_p)
