@@ -1,0 +1,48 @@
+"""``bayes-spheres-report SWEEP_DIR`` (the console script in pyproject.toml, or
+``python -m bayes_spheres.report``): rebuild a sweep folder's tables."""
+
+from __future__ import annotations
+
+import argparse
+
+from bayes_spheres.report.readings import readings_table
+from bayes_spheres.report.runs import collect
+from bayes_spheres.report.scaling import write_scaling
+from bayes_spheres.report.table1 import write_table1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="bayes-spheres-report",
+        description="Rebuild table1.md and table1.csv from the metrics.json files in a sweep "
+        "folder (and print the table).",
+    )
+    parser.add_argument("root", help="a run or sweep folder")
+    parser.add_argument(
+        "--readings",
+        action="store_true",
+        help="print candidate readings of adversarial error instead "
+        "(docs/adversarial-error.md); writes nothing",
+    )
+    parser.add_argument("--per-seed", action="store_true", help="with --readings: a row per seed")
+    parser.add_argument("--paper", type=float, default=None, help="with --readings: paper value")
+    parser.add_argument(
+        "--scaling", action="store_true", help="scaling.md and scaling.png (experiment=scaling)"
+    )
+    args = parser.parse_args(argv)
+    if args.scaling:
+        try:
+            print("\n".join(map(str, write_scaling(args.root))))
+        except FileNotFoundError as err:
+            raise SystemExit(f"bayes-spheres-report: {err}") from err
+        return
+    if args.readings:
+        runs = collect(args.root)
+        if not runs:
+            raise SystemExit(f"no metrics.json under {args.root}")
+        print(readings_table(runs, args.paper, args.per_seed))
+        return
+    try:
+        print(write_table1(args.root), end="")
+    except FileNotFoundError as err:
+        raise SystemExit(f"bayes-spheres-report: {err}") from err

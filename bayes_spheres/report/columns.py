@@ -1,0 +1,47 @@
+"""What the tables read from one run's metrics (the keys ``bayes_spheres/metrics.py`` and
+``bayes_spheres/pipeline.py`` write into ``metrics.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bayes_spheres.report.runs import Run
+
+# (key in the table, label, how to read it from one run's metrics; None where it lacks it)
+Column = tuple[str, str, Callable[[Run], float | None]]
+
+# Table 1's columns.
+COLUMNS: list[Column] = [
+    ("avg_confidence", "avg. confidence", lambda r: r["avg_confidence"]),
+    ("adversarial_error", "adv. error", lambda r: r["adversarial_error"]),
+    ("resampled_error", "resampled error", lambda r: r["resampled_error"]),
+    ("adv_inner", "adv. inner", lambda r: r["adversarial_error_by_sphere"]["inner"]["mean"]),
+    ("adv_outer", "adv. outer", lambda r: r["adversarial_error_by_sphere"]["outer"]["mean"]),
+    ("adv_max", "adv. max", lambda r: r["adversarial_error_max"]),
+    ("time_s", "time (s)", lambda r: r["timings"].get("total", sum(r["timings"].values()))),
+]
+
+
+def _both_spheres(run: Run, key: str) -> float | None:
+    worst = run.get("worst_case_by_sphere")
+    return None if not worst else (worst["inner"][key] + worst["outer"][key]) / 2
+
+
+def _extra(run: Run, name: str) -> float | None:
+    found = (run.get("extra_attacks") or {}).get(name)
+    return None if found is None else found["adversarial_error"]
+
+
+# How strong is the attack? Other attacks on the same ensemble (extra_attacks) and the exact
+# bounds: the best vertex is a point any attack could find; the certified bound (mean over
+# members of each member's worst case, averaged over the two spheres) no attack can exceed.
+ATTACK_COLUMNS: list[Column] = [
+    ("adv_simplex", "simplex attack", lambda r: _extra(r, "simplex")),
+    ("best_vertex", "best vertex", lambda r: _both_spheres(r, "best_vertex")),
+    ("certified_bound", "certified bound", lambda r: _both_spheres(r, "certified_bound")),
+]
+
+
+def readers(columns: list[Column]) -> dict[str, Callable[[Run], float | None]]:
+    """``{key: how to read it}`` of ``columns``, for ``runs.runs_frame``."""
+    return {key: read for key, _, read in columns}

@@ -1,0 +1,99 @@
+"""Adversarial error as the training set grows (``experiment=scaling``,
+conf/experiment/scaling.yaml): ``scaling.md`` and ``scaling.png`` in the sweep folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bayes_spheres.io import atomic_path, atomic_write
+from bayes_spheres.report.columns import ATTACK_COLUMNS, COLUMNS, readers
+from bayes_spheres.report.markdown import markdown_table
+from bayes_spheres.report.runs import Run, collect, runs_frame
+from bayes_spheres.report.summary import column_means, format_mean_se
+
+SETTING = ["inference", "dim", "n_train"]
+SUMMARISED = [COLUMNS[0], COLUMNS[1], *ATTACK_COLUMNS]
+KEYS = [key for key, _, _ in SUMMARISED]
+
+
+def scaling_frame(runs: list[Run]) -> pd.DataFrame:
+    """A row per (inference, D, N), sorted: seeds and the mean over seeds of confidence and
+    adversarial error by attack (``None`` where no seed has it)."""
+    per_run = runs_frame(runs, {key: lambda r, key=key: r[key] for key in SETTING})
+    per_run = per_run.join(runs_frame(runs, readers(SUMMARISED)))
+    records = [
+        {**dict(zip(SETTING, setting, strict=True)), "seeds": len(group)}
+        | column_means(group, KEYS)
+        for setting, group in per_run.groupby(SETTING, sort=True, dropna=False)
+    ]
+    return pd.DataFrame(records, columns=[*SETTING, "seeds", *KEYS], dtype=object)
+
+
+def scaling_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One dict per (inference, D, N): adversarial error by attack, mean over seeds."""
+    return scaling_frame(runs).to_dict("records")
+
+
+def scaling_markdown(table: pd.DataFrame) -> str:
+    """``scaling.md``: a line per (inference, D, N) of :func:`scaling_frame`."""
+    cells = pd.DataFrame(
+        {
+            "inference": table["inference"],
+            "D": table["dim"].map(str),
+            "N": table["n_train"].map(str),
+            "seeds": table["seeds"].map(str),
+            **{key: table[key].map(lambda v: format_mean_se(v, None)) for key in KEYS},
+        },
+        columns=["inference", "D", "N", "seeds", *KEYS],
+    )
+    return markdown_table(cells) + "\n"
+
+
+def plot_scaling(table: pd.DataFrame, png: Path) -> None:
+    """Adversarial error against N, a panel per D, a line per inference (dashed: simplex
+    attack, dotted: certified bound, where every point has one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = sorted(set(table["dim"]))
+    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.8), squeeze=False)
+    for ax, dim in zip(axes[0], dims, strict=True):
+        for inference in sorted(set(table["inference"])):
+            mine = table[(table["dim"] == dim) & (table["inference"] == inference)]
+            n = mine["n_train"].tolist()
+            (line,) = ax.plot(n, mine["adversarial_error"].tolist(), "o-", label=inference)
+            if all(v is not None for v in mine["certified_bound"]):
+                bound = mine["certified_bound"].tolist()
+                ax.plot(n, bound, ":", color=line.get_color(), lw=1)
+            if all(v is not None for v in mine["adv_simplex"]):
+                simplex = mine["adv_simplex"].tolist()
+                ax.plot(n, simplex, "s--", color=line.get_color(), ms=3, lw=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("training points N")
+        ax.set_ylabel("adversarial error")
+        ax.set_title(f"D = {dim} (solid: PGD, dashed: simplex, dotted: bound)", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_scaling(sweep_dir: str | Path) -> list[Path]:
+    """``scaling.md`` and ``scaling.png`` (adversarial error against N, a panel per D)."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no finished run (metrics.json) under {sweep_dir}")
+    table = scaling_frame(runs)
+    text = scaling_markdown(table)
+    atomic_write(sweep_dir / "scaling.md", lambda f: f.write(text.encode()))
+    png = sweep_dir / "scaling.png"
+    plot_scaling(table, png)
+    return [sweep_dir / "scaling.md", png]
