@@ -1,12 +1,19 @@
-"""Checks a composed config before any work and resolves it into callables.
+"""Checks a composed config before any work and builds it with Hydra's ``instantiate``.
 
-Every error is one line that names the bad value and what is allowed.
+``model`` is a class node; ``inference``, ``attack`` and each of ``extra_attacks`` are
+``_partial_`` nodes of a function (called later with the data, the ensemble, the seed); nested
+settings such as ``inference.optim`` are nodes of their own dataclass. What describes the
+inference method rather than configuring its function (``models``, ``resample``,
+``attack_step_size``, optionally ``name``) sits beside it in ``method``. Each attack checks
+its own settings (``check_<attack>_settings`` beside it). Every error is one line that names
+the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import math
 import typing
@@ -15,15 +22,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydra.utils import get_class, get_method
-from omegaconf import DictConfig, OmegaConf
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from bayes_spheres.models import ModelName, SphereModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
-# Keys of a group's config that describe the entry rather than being passed to its function.
-META_KEYS = frozenset({"_target_", "name", "models", "resample", "attack_step_size"})
+# Keys that instantiate reads itself; every other key of a node is passed to its target.
+INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
+# `method`: about the inference method, beside its `inference` node (not passed to the fit).
+METHOD_KEYS = ("name", "models", "resample", "attack_step_size")
+# Passed by the pipeline at call time, so never configured.
+FIT_ARGS = ("model", "data", "members", "seed", "progress")
+ATTACK_ARGS = ("ensemble", "radii", "seed", "progress")
 
 
 class ConfigError(ValueError):
@@ -66,43 +80,49 @@ def _positive_float(where: str, value: Any) -> float:
     return float(value)
 
 
-def _target(group: str, node: DictConfig) -> Callable[..., Any]:
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _check_node(where: str, node: DictConfig, reserved: tuple[str, ...] = ()) -> None:
+    """Check a node that ``instantiate`` will build, before it builds anything: its target
+    imports, every key is one of the target's parameters (``reserved`` ones are passed at call
+    time, not configured), str-enum values are among the allowed ones, and nested dataclass
+    settings are nodes of their own (``_target_``), checked the same way. A ``_partial_``
+    node is not called by ``instantiate``, so nothing else would catch a misspelled key."""
     target = node.get("_target_")
     if not target:
-        raise ConfigError(f"{group}: no _target_ (the function or class this config builds)")
+        raise ConfigError(f"{where}: no _target_ (the function or class this config builds)")
     try:
-        return get_class(target) if group == "model" else get_method(target)
+        fn = get_object(target)
     except Exception as err:
-        raise ConfigError(f"{group}._target_={target!r}: cannot import ({err})") from err
-
-
-def _settings(
-    group: str, node: DictConfig, fn: Callable[..., Any], reserved: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """The config's settings for ``fn``; an unknown key is an error naming the allowed ones."""
-    settings = {
-        k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in META_KEYS
-    }
+        raise ConfigError(f"{where}._target_={target!r}: cannot import ({_one_line(err)})") from err
     params = inspect.signature(fn).parameters
-    allowed = [n for n in params if n not in reserved and n != "self"]
+    allowed = [
+        n
+        for n, p in params.items()
+        if n not in reserved and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     hints = typing.get_type_hints(fn.__init__ if isinstance(fn, type) else fn)
-    for key, value in settings.items():
+    for key in node:
+        if key in INSTANTIATE_KEYS:
+            continue
         if key not in allowed:
-            raise ConfigError(f"{group}.{key}: unknown setting; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"{where}.{key}: unknown setting; allowed: {', '.join(allowed)}")
+        value = node[key]
         choices = _type_in(hints.get(key), lambda t: issubclass(t, enum.Enum))
         if choices is not None and value not in [c.value for c in choices]:
             allowed_values = ", ".join(str(c.value) for c in choices)
-            raise ConfigError(f"{group}.{key}={value!r}: allowed: {allowed_values}")
+            raise ConfigError(f"{where}.{key}={value!r}: allowed: {allowed_values}")
         nested = _type_in(hints.get(key), dataclasses.is_dataclass)
-        if nested is not None and isinstance(value, dict):
-            names = [f.name for f in dataclasses.fields(nested)]
-            for sub in value:
-                if sub not in names:
-                    raise ConfigError(
-                        f"{group}.{key}.{sub}: unknown setting; allowed: {', '.join(names)}"
-                    )
-            settings[key] = nested(**value)
-    return settings
+        if isinstance(value, DictConfig):
+            if nested is not None and "_target_" not in value:
+                raise ConfigError(
+                    f"{where}.{key}: a {nested.__name__} needs "
+                    f"_target_: {nested.__module__}.{nested.__qualname__}"
+                )
+            if "_target_" in value:
+                _check_node(f"{where}.{key}", value)
 
 
 def _type_in(hint: Any, wanted: Callable[[type], bool]) -> type | None:
@@ -111,6 +131,35 @@ def _type_in(hint: Any, wanted: Callable[[type], bool]) -> type | None:
         if isinstance(candidate, type) and wanted(candidate):
             return candidate
     return None
+
+
+def _instantiate(where: str, node: DictConfig, reserved: tuple[str, ...] = ()) -> Any:
+    """``hydra.utils.instantiate(node)`` after :func:`_check_node`; a function's node must be a
+    ``_partial_`` one (it is called later, with ``reserved``). A constructor's ValueError or
+    TypeError is one line (the models' say ``model.<key>=<value>: ...``)."""
+    _check_node(where, node, reserved)
+    if reserved and node.get("_partial_") is not True:
+        raise ConfigError(
+            f"{where}._partial_={node.get('_partial_')!r}: must be true (the function is "
+            f"called later with {', '.join(reserved)})"
+        )
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ValueError | TypeError):
+            raise ConfigError(_one_line(cause)) from err
+        raise ConfigError(f"{where}: {_one_line(err)}") from err
+    except (ValueError, TypeError) as err:
+        raise ConfigError(_one_line(err)) from err
+
+
+def _partial(where: str, node: DictConfig, reserved: tuple[str, ...]) -> functools.partial:
+    """The configured function with its settings bound: ``instantiate`` of a ``_partial_`` node."""
+    built = _instantiate(where, node, reserved)
+    if not isinstance(built, functools.partial):
+        raise ConfigError(f"{where}._target_={node._target_!r} did not give a function")
+    return built
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -139,23 +188,26 @@ def validate(cfg: DictConfig) -> Plan:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda': no CUDA device is available here; use device=cpu")
 
-    model_cls = _target("model", cfg.model)
-    model_settings = _settings("model", cfg.model, model_cls)
     try:
-        model = model_cls(**model_settings)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err)) from err
+        return _build(cfg)
+    except OmegaConfBaseException as err:  # e.g. an interpolation that does not resolve
+        raise ConfigError(_one_line(err)) from err
+
+
+def _build(cfg: DictConfig) -> Plan:
+    model = _instantiate("model", cfg.model)
     if not isinstance(model, SphereModel):
         raise ConfigError(f"model._target_={cfg.model._target_!r} is not a SphereModel")
 
-    fit = _target("inference", cfg.inference)
-    fit_settings = _settings(
-        "inference", cfg.inference, fit, reserved=("model", "data", "members", "seed", "progress")
-    )
-    inference_name = cfg.inference.get("name") or fit.__module__.rsplit(".", 1)[-1]
+    method = cfg.get("method") or {}
+    for key in method:
+        if key not in METHOD_KEYS:
+            raise ConfigError(f"method.{key}: unknown key; allowed: {', '.join(METHOD_KEYS)}")
+    fit = _partial("inference", cfg.inference, FIT_ARGS)
+    inference_name = method.get("name") or fit.func.__module__.rsplit(".", 1)[-1]
     # `models` lists the built-in models an inference method takes; a model added by a user
     # (a SphereModel subclass outside ModelName) is the user's to pair, so it is not refused.
-    supported = list(cfg.inference.get("models") or [m.value for m in ModelName])
+    supported = list(method.get("models") or [m.value for m in ModelName])
     built_in = str(model.name) in {m.value for m in ModelName}
     if built_in and model.name not in supported:
         raise ConfigError(
@@ -164,19 +216,18 @@ def validate(cfg: DictConfig) -> Plan:
         )
 
     attack, attack_settings = _attack("attack", cfg.attack)
-    attack_name = cfg.attack.get("name") or attack.__name__
     extra = cfg.get("extra_attacks") or {}
     extra_attacks = {str(k): _attack(f"extra_attacks.{k}", node) for k, node in extra.items()}
 
     return Plan(
         model=model,
-        fit=fit,
-        fit_settings=fit_settings,
+        fit=fit.func,
+        fit_settings=dict(fit.keywords),
         attack=attack,
         attack_settings=attack_settings,
         inference_name=inference_name,
-        attack_name=attack_name,
-        resample=bool(cfg.inference.get("resample", False)),
+        attack_name=attack.__name__,
+        resample=bool(method.get("resample", False)),
         dtype=DTYPES[cfg.dtype],
         device=torch.device(cfg.device),
         extra_attacks=extra_attacks,
@@ -184,12 +235,16 @@ def validate(cfg: DictConfig) -> Plan:
 
 
 def _attack(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """An attack config (``attack`` or one of ``extra_attacks``): its function and settings."""
-    attack = _target(where, node)
-    settings = _settings(where, node, attack, reserved=("ensemble", "radii", "seed", "progress"))
-    for key in ("restarts_per_sphere", "max_steps", "patience"):
-        if key in settings:
-            _positive_int(f"{where}.{key}", settings[key])
-    if "step_size" in settings:
-        _positive_float(f"{where}.step_size", settings["step_size"])
+    """An attack config (``attack`` or one of ``extra_attacks``): its function and settings,
+    checked by the attack's own ``check_<name>_settings`` where its module has one."""
+    built = _partial(where, node, ATTACK_ARGS)
+    attack, settings = built.func, dict(built.keywords)
+    check = getattr(inspect.getmodule(attack), f"check_{attack.__name__}_settings", None)
+    if check is not None:
+        try:
+            check(**settings)
+        except ValueError as err:
+            msg = _one_line(err)
+            key = msg.split("=", 1)[0].split(":", 1)[0].strip()
+            raise ConfigError(f"{where}.{msg}" if key in settings else f"{where}: {msg}") from err
     return attack, settings

@@ -40,8 +40,14 @@ def pgd_settings(run_cfg: Any) -> dict[str, Any]:
         k: p.default for k, p in inspect.signature(pgd).parameters.items() if k in PGD_SETTINGS
     }
     attack = run_cfg.get("attack") if run_cfg is not None else None
-    if attack is None or attack.get("name") != "pgd":
-        step = run_cfg.get("inference", {}).get("attack_step_size") if run_cfg else None
+    # runs saved before the attack's name was read off its target carry a `name` key, and the
+    # method's attack step inside `inference` rather than beside it in `method`
+    is_pgd = attack is not None and (
+        attack.get("name") == "pgd" or str(attack.get("_target_", "")).endswith(".pgd")
+    )
+    if not is_pgd:
+        method = (run_cfg.get("method") or run_cfg.get("inference") or {}) if run_cfg else {}
+        step = method.get("attack_step_size")
         return defaults | ({"step_size": step} if step is not None else {})
     return defaults | {k: attack[k] for k in PGD_SETTINGS if k in attack}
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
 import pytest
+from hydra.utils import instantiate
 
+from bayes_spheres import attack as A
 from bayes_spheres.config import ConfigError, validate
+from bayes_spheres.inference import map as map_fit
+from bayes_spheres.inference import svi
 from bayes_spheres.pipeline import run
 
 
@@ -62,6 +67,28 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
         (["attack.step_size=0"], ["attack.step_size=0", "positive"]),
         (["attack.restarts_per_sphere=0"], ["attack.restarts_per_sphere=0", ">= 1"]),
+        # each attack checks its own settings (check_<attack>_settings beside it)
+        (["attack.max_steps=0"], ["attack.max_steps=0", ">= 1"]),
+        (["attack.patience=0"], ["attack.patience=0", ">= 1"]),
+        (["attack.warmup_steps=-1"], ["attack.warmup_steps=-1", ">= 0"]),
+        (["attack.step_size=inf"], ["attack.step_size=inf", "positive finite"]),
+        (
+            ["+attack@extra_attacks.simplex=simplex", "extra_attacks.simplex.vertex_starts=11"],
+            ["extra_attacks.simplex.vertex_starts=11", "restarts_per_sphere=10"],
+        ),
+        (
+            ["+attack@extra_attacks.simplex=simplex", "extra_attacks.simplex.step_growth=0.5"],
+            ["extra_attacks.simplex.step_growth=0.5", ">= 1"],
+        ),
+        # the nodes instantiate builds, and the method's metadata beside the inference node
+        (["~inference._partial_"], ["inference._partial_=None", "must be true"]),
+        (["attack._partial_=false"], ["attack._partial_=False", "must be true"]),
+        (["inference._target_=nowhere.fit"], ["inference._target_='nowhere.fit'", "import"]),
+        (["+method.resmple=false"], ["method.resmple", "unknown", "resample", "models"]),
+        (
+            ["inference=svi", "~inference.optim._target_"],
+            ["inference.optim", "SGDSettings", "_target_: bayes_spheres.inference.svi"],
+        ),
         # inference settings (approximate posteriors)
         (
             ["inference=svi", "inference.guide=nope"],
@@ -115,6 +142,48 @@ def test_unknown_nested_lbfgs_setting_is_an_error(compose):
         validate(cfg)
 
 
+def test_instantiate_builds_the_fit_partial_and_its_nested_settings(compose):
+    """conf/inference/*.yaml are ``_partial_`` nodes: Hydra's instantiate gives the fit function
+    with its settings bound, nested dataclass settings built by their own ``_target_``."""
+    cfg = compose(["inference=svi", "inference.optim.lr=0.003"])
+    fit = instantiate(cfg.inference)
+    assert isinstance(fit, functools.partial) and fit.func is svi.fit
+    assert fit.keywords["optim"] == svi.SGDSettings(lr=0.003, momentum=0.98)
+    assert fit.keywords["guide"] == "full_covariance"
+    plan = validate(cfg)
+    assert plan.fit is svi.fit and plan.fit_settings == fit.keywords
+    assert "models" not in cfg.inference and list(cfg.method.models)  # metadata beside it
+    lbfgs = instantiate(compose([]).inference).keywords["lbfgs"]
+    assert lbfgs == map_fit.LBFGSSettings()  # conf/inference/map.yaml = the dataclass defaults
+
+
+def test_attacks_are_partials_and_names_come_from_the_targets(compose):
+    cfg = compose(["+attack@extra_attacks.vertex=vertex", "inference=mcmc"])
+    pgd = instantiate(cfg.attack)
+    assert isinstance(pgd, functools.partial) and pgd.func is A.pgd
+    plan = validate(cfg)
+    assert (plan.inference_name, plan.attack_name) == ("mcmc", "pgd")
+    assert plan.attack_settings == pgd.keywords and plan.attack_settings["step_size"] == 1e-4
+    assert plan.extra_attacks == {"vertex": (A.vertex, {})}
+    assert plan.resample is True and validate(compose([])).resample is False
+
+
+@pytest.mark.parametrize(
+    ("check", "settings", "fragment"),
+    [
+        (A.check_pgd_settings, dict(max_steps=0), "max_steps=0"),
+        (A.check_pgd_settings, dict(step_size=float("nan")), "step_size=nan"),
+        (A.check_pgd_settings, dict(patience=2.0), "patience=2.0"),
+        (A.check_simplex_settings, dict(vertex_blend=1.0), "vertex_blend=1.0"),
+        (A.check_simplex_settings, dict(restarts_per_sphere=4, vertex_starts=5), "vertex_starts=5"),
+    ],
+)
+def test_each_attack_checks_its_own_settings(check, settings, fragment):
+    check()  # the defaults pass
+    with pytest.raises(ValueError, match=fragment):
+        check(**settings)
+
+
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bayes_spheres.app", *args],
@@ -147,3 +216,21 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in res.stdout + res.stderr
     assert not list(tmp_path.rglob("metrics.json"))
     assert not list(tmp_path.rglob("*.npz"))
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("attack.max_steps=0", ["attack.max_steps=0", ">= 1"]),
+        ("+inference.maxiter=3", ["inference.maxiter", "unknown", "lbfgs"]),
+    ],
+)
+def test_cli_config_errors_are_one_line_and_exit_2(tmp_path, override, fragments):
+    res = cli(override, "scale=quick", "progress=false", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("bayes-spheres: config error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not list(tmp_path.rglob("metrics.json"))

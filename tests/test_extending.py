@@ -59,7 +59,7 @@ def test_a_model_and_an_attack_added_in_one_file_and_one_yaml_each(tmp_path: Pat
         textwrap.dedent(
             """\
             _target_: my_attack.random_points
-            name: random_points
+            _partial_: true
             restarts_per_sphere: 4
             """
         )

@@ -198,7 +198,7 @@ def test_every_config_combination_runs_at_tiny_scale(compose, tmp_path, model, i
     if inference == "svi":
         tiny += ["inference.num_steps=50"]
     cfg = compose([f"model={model}", f"inference={inference}", f"attack={attack}", *tiny])
-    supported = cfg.inference.get("models")
+    supported = cfg.method.get("models")
     if supported is not None and model not in supported:
         with pytest.raises(ConfigError, match="not supported"):
             run(cfg, out_dir=tmp_path)

@@ -11,6 +11,7 @@ three (forward, backward, and the new point's score).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,9 +32,22 @@ from bayes_spheres.attack.points import (
     project,
     stages,
 )
+from bayes_spheres.attack.settings import (
+    require_bool,
+    require_int,
+    require_positive,
+    with_defaults,
+)
 from bayes_spheres.ensemble import Ensemble
 
-__all__ = ["Objective", "ScoreFn", "ensemble_score", "pgd", "projected_gradient_ascent"]
+__all__ = [
+    "Objective",
+    "ScoreFn",
+    "check_pgd_settings",
+    "ensemble_score",
+    "pgd",
+    "projected_gradient_ascent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +122,10 @@ def pgd(
     One model maximises its wrong-class logit. An ensemble maximises ``log_mean_sigmoid`` of
     the wrong class after ``warmup_steps`` on the Jensen bound ``mean_s log sigmoid``.
     """
+    check_pgd_settings(
+        restarts_per_sphere=restarts_per_sphere, step_size=step_size, warmup_steps=warmup_steps,
+        max_steps=max_steps, tol=tol, patience=patience, backtrack=backtrack,
+    )  # fmt: skip
     x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
     common = dict(
         radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
@@ -124,3 +142,16 @@ def pgd(
             **common,
         )
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
+
+
+def check_pgd_settings(**settings: Any) -> None:
+    """:func:`pgd`'s settings (its defaults where not given), checked before any work: a
+    ValueError ``"key=value: what is allowed"`` for the first bad one."""
+    settings = with_defaults(pgd, settings)
+    require_int("restarts_per_sphere", settings["restarts_per_sphere"])
+    require_positive("step_size", settings["step_size"])
+    require_int("warmup_steps", settings["warmup_steps"], minimum=0)
+    require_int("max_steps", settings["max_steps"])
+    require_positive("tol", settings["tol"], minimum=0.0)
+    require_int("patience", settings["patience"])
+    require_bool("backtrack", settings["backtrack"])

@@ -18,6 +18,8 @@ ensemble's best vertices instead. The point is mapped back with ``x = sign(x0) s
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -30,6 +32,7 @@ from bayes_spheres.attack.points import (
     project,
     stages,
 )
+from bayes_spheres.attack.settings import require_int, require_positive, with_defaults
 from bayes_spheres.attack.vertices import vertex_logits
 from bayes_spheres.data import INNER, OUTER
 from bayes_spheres.ensemble import Ensemble
@@ -131,15 +134,16 @@ def simplex(
     wrong-class logit and ends at the best vertex, the exact optimum. ``x = sign(x0) sqrt(u)``.
     See :func:`mirror_ascent` for ``step_size``, ``step_growth``, ``tol`` and ``patience``.
     """
-    if not 0 <= vertex_starts <= min(restarts_per_sphere, ensemble.dim):
+    check_simplex_settings(
+        restarts_per_sphere=restarts_per_sphere, step_size=step_size, step_growth=step_growth,
+        warmup_steps=warmup_steps, max_steps=max_steps, tol=tol, patience=patience,
+        vertex_starts=vertex_starts, vertex_blend=vertex_blend,
+    )  # fmt: skip
+    if vertex_starts > ensemble.dim:  # the one check that needs the ensemble
         raise ValueError(
             f"vertex_starts={vertex_starts}: must be between 0 and min(restarts_per_sphere, "
             f"D) = {min(restarts_per_sphere, ensemble.dim)}"
         )
-    if not 0.0 < vertex_blend < 1.0:
-        raise ValueError(f"vertex_blend={vertex_blend}: must be in (0, 1)")
-    if not (step_growth >= 1.0 and step_size > 0.0):
-        raise ValueError(f"step_size={step_size}, step_growth={step_growth}: need > 0, >= 1")
     x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
     u = x0.square()
     n_random = restarts_per_sphere - vertex_starts
@@ -167,3 +171,28 @@ def simplex(
             )
     x = project(torch.where(x0 < 0, -1.0, 1.0) * u.sqrt(), radius)
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
+
+
+def check_simplex_settings(**settings: Any) -> None:
+    """:func:`simplex`'s settings (its defaults where not given), checked before any work: a
+    ValueError ``"key=value: what is allowed"`` for the first bad one. ``vertex_starts <= D``
+    needs the ensemble, so :func:`simplex` checks that itself."""
+    settings = with_defaults(simplex, settings)
+    restarts_per_sphere, vertex_starts, vertex_blend = (
+        settings["restarts_per_sphere"], settings["vertex_starts"], settings["vertex_blend"]
+    )  # fmt: skip
+    require_int("restarts_per_sphere", restarts_per_sphere)
+    require_positive("step_size", settings["step_size"])
+    require_positive("step_growth", settings["step_growth"], minimum=1.0)
+    require_int("warmup_steps", settings["warmup_steps"], minimum=0)
+    require_int("max_steps", settings["max_steps"])
+    require_positive("tol", settings["tol"], minimum=0.0)
+    require_int("patience", settings["patience"])
+    require_int("vertex_starts", vertex_starts, minimum=0)
+    if vertex_starts > restarts_per_sphere:
+        raise ValueError(
+            f"vertex_starts={vertex_starts}: must be between 0 and restarts_per_sphere="
+            f"{restarts_per_sphere}"
+        )
+    if not (isinstance(vertex_blend, int | float) and 0.0 < vertex_blend < 1.0):
+        raise ValueError(f"vertex_blend={vertex_blend!r}: must be in (0, 1)")

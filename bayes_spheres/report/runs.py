@@ -29,6 +29,14 @@ def collect(root: str | Path) -> list[Run]:
     return runs
 
 
+def collect_some(root: str | Path) -> list[Run]:
+    """:func:`collect`, and a FileNotFoundError naming ``root`` where it finds no run."""
+    runs = collect(root)
+    if not runs:
+        raise FileNotFoundError(f"no finished run (metrics.json) under {root}")
+    return runs
+
+
 def group_by_setting(
     runs: Iterable[Run], ignore: tuple[str, ...] = ("seed",)
 ) -> dict[str, list[Run]]:

@@ -11,7 +11,7 @@ import pandas as pd
 from bayes_spheres.io import atomic_path, atomic_write
 from bayes_spheres.report.columns import ATTACK_COLUMNS, COLUMNS, readers
 from bayes_spheres.report.markdown import markdown_table
-from bayes_spheres.report.runs import Run, collect, runs_frame
+from bayes_spheres.report.runs import Run, collect_some, runs_frame
 from bayes_spheres.report.summary import column_means, format_mean_se
 
 SETTING = ["inference", "dim", "n_train"]
@@ -88,9 +88,7 @@ def plot_scaling(table: pd.DataFrame, png: Path) -> None:
 def write_scaling(sweep_dir: str | Path) -> list[Path]:
     """``scaling.md`` and ``scaling.png`` (adversarial error against N, a panel per D)."""
     sweep_dir = Path(sweep_dir)
-    runs = collect(sweep_dir)
-    if not runs:
-        raise FileNotFoundError(f"no finished run (metrics.json) under {sweep_dir}")
+    runs = collect_some(sweep_dir)
     table = scaling_frame(runs)
     text = scaling_markdown(table)
     atomic_write(sweep_dir / "scaling.md", lambda f: f.write(text.encode()))
