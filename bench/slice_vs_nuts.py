@@ -220,9 +220,11 @@ def generic_rows(args) -> list[dict]:
             )
             path = getattr(kernel, "path", "")
             potential = getattr(kernel, "potential", None)
-            how = f"{args.generic_chains} chains x ({warmup} warm-up + {draws})" + (
-                f", {path} path" if path else ""
-            ) + (f", potential {potential}" if potential else "")
+            how = (
+                f"{args.generic_chains} chains x ({warmup} warm-up + {draws})"
+                + (f", {path} path" if path else "")
+                + (f", potential {potential}" if potential else "")
+            )
             rows.append(row(name, seconds, x, how) | {"case": case})
     return rows
 
