@@ -184,16 +184,16 @@ def test_linear_trajectory_is_the_generic_one(
     candidates picked as if every path stayed 20 higher than it does (other points come near,
     so blocks are cut and continued with more candidates); and with every step dense (the
     fall-back when too many points are near), its kicks gathered or one product."""
-    from bayes_spheres.kernels import logistic
-    from bayes_spheres.kernels.logistic import slice_trajectory_linear
+    from bayes_spheres.kernels import linear_trajectory as integrator
+    from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
 
-    monkeypatch.setattr(logistic, "KICK_BELOW", kick_below)
-    monkeypatch.setattr(logistic, "BLOCK_STEPS", block_steps)
+    monkeypatch.setattr(integrator, "KICK_BELOW", kick_below)
+    monkeypatch.setattr(integrator, "BLOCK_STEPS", block_steps)
     if misjudged:
-        lowest = logistic._lowest
-        monkeypatch.setattr(logistic, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
-    monkeypatch.setattr(logistic, "CANDIDATE_ELEMENTS", candidates_max)
-    monkeypatch.setattr(logistic, "GATHER_ELEMENTS", gather_max)
+        lowest = integrator._lowest
+        monkeypatch.setattr(integrator, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
+    monkeypatch.setattr(integrator, "CANDIDATE_ELEMENTS", candidates_max)
+    monkeypatch.setattr(integrator, "GATHER_ELEMENTS", gather_max)
     tol = 1e-9 if kick_below == 36.0 else 1e-6
 
     g = torch.Generator().manual_seed(1)
