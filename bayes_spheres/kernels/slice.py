@@ -278,10 +278,13 @@ class Slice(MCMCKernel):
             batch.info = {
                 "path": self.path,
                 "path_reason": self.path_reason,
-                "potential": self.potential,
-                "potential_reason": self.potential_reason,
                 **self._sampler.info(),
             }
+            if self.path == "generic":  # how Pyro's potential was evaluated
+                batch.info |= {
+                    "potential": self.potential,
+                    "potential_reason": self.potential_reason,
+                }
         kept = range(self._warmup_steps, len(batch.diverging))
         divergences = [
             t - self._warmup_steps for t in kept if bool(batch.diverging[t][self._chain])
