@@ -32,7 +32,8 @@ from bayes_spheres.models import ModelName, SphereModel
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
 # Keys that instantiate reads itself; every other key of a node is passed to its target.
-INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
+# (`_args_`, `_recursive_`, `_convert_` are not: the plan keeps keyword settings, built.)
+INSTANTIATE_KEYS = frozenset({"_target_", "_partial_"})
 # `method`: about the inference method, beside its `inference` node (not passed to the fit).
 METHOD_KEYS = ("name", "models", "resample", "attack_step_size")
 # Passed by the pipeline at call time, so never configured.

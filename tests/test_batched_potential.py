@@ -97,3 +97,22 @@ def test_the_kernel_batches_eight_schools_and_keeps_its_chain(monkeypatch):
         runs[refuse] = mcmc.get_samples(group_by_chain=True)["tau"]
         assert kernel.diagnostics()["potential"] == ("per point" if refuse else "batched")
     torch.testing.assert_close(runs[False], runs[True], rtol=1e-6, atol=1e-8)
+
+
+def plated_normal() -> None:
+    """A plate over the data: its subsample site is not a latent site."""
+    mu = pyro.sample("mu", dist.Normal(torch.zeros((), dtype=Y.dtype), 10.0))
+    scale = pyro.sample("scale", dist.HalfNormal(torch.ones((), dtype=Y.dtype)))
+    with pyro.plate("data", len(Y)):
+        pyro.sample("y", dist.Normal(mu, scale), obs=Y)
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_plated_model_is_batched_unless_refused(batch):
+    """A model with a plate takes the batched potential (``batch_potential=False``: per
+    point, and says so)."""
+    pyro.set_rng_seed(0)
+    kernel = Slice(plated_normal, batch_potential=batch)
+    MCMC(kernel, num_samples=5, warmup_steps=5, num_chains=1, disable_progbar=True).run()
+    info = kernel.diagnostics()
+    assert info["potential"] == ("batched" if batch else "per point"), info["potential_reason"]

@@ -63,6 +63,9 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         ),
         (["+model.sgima=3"], ["model.sgima", "unknown", "sigma", "bias"]),
         (["+inference.maxiter=3"], ["inference.maxiter", "unknown", "allowed"]),
+        # instantiate's own keys that the plan could not honour are refused, not dropped
+        (["+attack._args_=[5]"], ["attack._args_", "unknown"]),
+        (["+inference._recursive_=false"], ["inference._recursive_", "unknown"]),
         (["model.sigma=-1"], ["model.sigma=-1", "positive"]),
         (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
         (["attack.step_size=0"], ["attack.step_size=0", "positive"]),

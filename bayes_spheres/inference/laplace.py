@@ -40,7 +40,9 @@ def laplace_guide(
     model: SphereModel, *model_args: object, lbfgs: LBFGSSettings | None = None
 ) -> tuple[AutoMultivariateNormal, dict]:
     """Fit the MAP by L-BFGS inside :class:`AutoLaplaceApproximation`, then return the
-    Gaussian guide ``N(map, H^-1)`` over the unconstrained latents, and info."""
+    Gaussian guide ``N(map, H^-1)`` over the unconstrained latents, and info. Like any Pyro
+    autoguide, its parameters live in Pyro's param store under the guide's names: clear the
+    store between fits in one process (``pipeline.run`` and ``figure.py`` do)."""
     delta = AutoLaplaceApproximation(model)
     delta(*model_args)  # set up the guide's parameters
     elbo = Trace_ELBO()

@@ -44,6 +44,7 @@ from pyro.infer.autoguide.initialization import init_to_uniform
 from pyro.infer.mcmc.api import _UnarySampler
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
+from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler, Mass
@@ -136,6 +137,11 @@ class Slice(MCMCKernel):
     :param max_steps: Neal's ``m``: the most widths stepping-out may span.
     :param max_energy: hamiltonian: an energy rise above this marks a divergent update.
     :param fast: take the fast path where the model allows it.
+    :param batch_potential: on the generic path, evaluate Pyro's potential for all chains in
+        one run of the model where the first update's check finds it equal to Pyro's per
+        point (``kernels/potential.py``); False: always per point (a model whose code
+        branches on values across its batch, e.g. ``if (x > 4).any():``, can pass the check
+        and still differ later).
     :param vectorize_chains: advance sequential chains together (module docstring).
     :param init_strategy: Pyro's initialisation strategy for the chains' starting points.
     """
@@ -155,6 +161,7 @@ class Slice(MCMCKernel):
         max_steps: int = 20,
         max_energy: float = MAX_ENERGY,
         fast: bool = True,
+        batch_potential: bool = True,
         vectorize_chains: bool = True,
         init_strategy: Callable = init_to_uniform,
     ) -> None:
@@ -177,6 +184,7 @@ class Slice(MCMCKernel):
         self.target_accept, self.scale_moves = float(target_accept), scale_moves
         self.init_width, self.max_steps, self.max_energy = float(init_width), max_steps, max_energy
         self.fast, self.vectorize_chains, self.init_strategy = fast, vectorize_chains, init_strategy
+        self.batch_potential = batch_potential
         self._initial_params: dict[str, Tensor] | None = None
         self._batch: _ChainBatch | None = None
         self._chain = 0  # this chain's index in the batch
@@ -344,7 +352,9 @@ class Slice(MCMCKernel):
                 return target
         generic = PotentialTarget(lambda theta: potential(self._unravel(theta)))
         self.potential, self.potential_reason = "per point", "potential_fn given: no model"
-        if self.model is not None:
+        if not self.batch_potential:
+            self.potential_reason = "batch_potential=False"
+        elif self.model is not None:
             with torch.random.fork_rng():  # the probe leaves the chains' random stream alone
                 self._batch_potential(generic, initial)
         return generic
@@ -354,7 +364,7 @@ class Slice(MCMCKernel):
         latent = {
             name
             for name, site in self._prototype.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"]
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
         }
         if latent != set(self._shapes):
             self.potential_reason = "discrete latent sites: Pyro's enumerating potential"
