@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bayes_spheres.kernels.hamiltonian import (
+    MAX_ENERGY,
     HamiltonianSliceSampler,
     flow,
     leapfrog,
@@ -142,12 +143,10 @@ def test_prior_only_target_is_its_gaussian():
     _assert_close(second, cov.numpy().ravel())
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_one_dimensional_logistic_posterior_against_quadrature(fast):
-    """theta ~ N(0.5, 2^2), three labelled points: a skewed posterior whose mean and second
-    moment come from quadrature; the fast (exact Gaussian flow) and the generic path (Pyro-
-    style potential, plain leapfrog) must both hit them."""
-    x = torch.tensor([[1.0], [-2.0], [3.0]], dtype=DT)
+def _one_dimensional_logistic(fast: bool, scale: float = 1.0):
+    """theta ~ N(0.5, 2^2), three labelled points at ``scale`` [1, -2, 3]: the target (fast
+    path or generic) and its mean and second moment by quadrature."""
+    x = scale * torch.tensor([[1.0], [-2.0], [3.0]], dtype=DT)
     y = torch.tensor([1.0, 1.0, 0.0], dtype=DT)
     q, h = torch.tensor([[0.25]], dtype=DT), torch.tensor([0.125], dtype=DT)
     fast_target = LogisticTarget(x, y, q, h, torch.zeros(3, dtype=DT))
@@ -156,24 +155,55 @@ def test_one_dimensional_logistic_posterior_against_quadrature(fast):
     mean = float((grid[:, 0] * dens).sum() / dens.sum())
     second = float((grid[:, 0] ** 2 * dens).sum() / dens.sum())
     if fast:
-        target = fast_target
-    else:
-        target = PotentialTarget(lambda t: -fast_target.log_density(t[None])[0])
+        return fast_target, mean, second
+    return PotentialTarget(lambda t: -fast_target.log_density(t[None])[0]), mean, second
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_one_dimensional_logistic_posterior_against_quadrature(fast):
+    """A skewed posterior whose mean and second moment come from quadrature; the fast (exact
+    Gaussian flow) and the generic path (Pyro-style potential, plain leapfrog) must both hit
+    them."""
+    target, mean, second = _one_dimensional_logistic(fast)
     draws = _run(target, 1, 800, 100, trajectory=3.0, init_step=0.2)
     _assert_close(draws, np.array([mean]))
     _assert_close(draws**2, np.array([second]))
 
 
+@pytest.mark.parametrize("fast", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_directions_that_end_leave_the_posterior_exact(fast):
+    """Each direction of a trajectory ends at its first state more than ``max_energy`` above
+    the slice level. With ``max_energy = 0.3`` and steep constraints (the points 8x farther
+    out) a fifth or more of the trajectories end early, and the draws must still have the
+    quadrature moments."""
+    target, mean, second = _one_dimensional_logistic(fast, scale=8.0)
+    torch.manual_seed(0)
+    theta = torch.randn(4, 1, dtype=DT)
+    sampler = HamiltonianSliceSampler(100, trajectory=3.0, init_step=0.2, max_energy=0.3)
+    logp = target.log_density(theta)
+    kept, ended = [], 0
+    for i in range(1100):
+        theta, logp = sampler.sweep(target, theta, logp)
+        if i >= 100:
+            kept.append(theta)
+            ended += int(sampler.diverging.sum())
+    draws = torch.stack(kept, 1).numpy()
+    assert ended > 0.2 * draws.size, f"{ended} of {draws.size} trajectories ended"
+    _assert_close(draws, np.array([mean]))
+    _assert_close(draws**2, np.array([second]))
+
+
 @pytest.mark.parametrize(
-    ("kick_below", "block_steps", "misjudged", "candidates_max", "gather_max"),
-    [(36.0, 32, 0.0, 1 << 22, 1 << 24), (15.0, 32, 0.0, 1 << 22, 1 << 24),
-     (15.0, 7, 0.0, 1 << 22, 1 << 24), (15.0, 32, 20.0, 1 << 22, 1 << 24),
-     (15.0, 32, 0.0, 0, 1 << 24), (15.0, 32, 0.0, 0, 0)],
+    ("kick_below", "block_steps", "misjudged", "candidates_max", "gather_max", "max_energy"),
+    [(36.0, 32, 0.0, 1 << 22, 1 << 24, MAX_ENERGY), (15.0, 32, 0.0, 1 << 22, 1 << 24, MAX_ENERGY),
+     (15.0, 7, 0.0, 1 << 22, 1 << 24, MAX_ENERGY), (15.0, 32, 20.0, 1 << 22, 1 << 24, MAX_ENERGY),
+     (15.0, 32, 0.0, 0, 1 << 24, MAX_ENERGY), (15.0, 32, 0.0, 0, 0, MAX_ENERGY),
+     (36.0, 7, 0.0, 1 << 22, 1 << 24, 1.0), (36.0, 32, 0.0, 0, 1 << 24, 1.0)],
     ids=["all-forces", "default", "short-blocks", "blocks-cut", "dense-steps",
-         "dense-products"],
+         "dense-products", "directions-end", "directions-end-dense"],
 )  # fmt: skip
 def test_linear_trajectory_is_the_generic_one(
-    monkeypatch, kick_below, block_steps, misjudged, candidates_max, gather_max
+    monkeypatch, kick_below, block_steps, misjudged, candidates_max, gather_max, max_energy
 ):
     """The fast integrator (activations carried with the state, blocks of steps in closed
     form from the kicks of a few candidate points) gives the same chain as the generic one
@@ -182,8 +212,10 @@ def test_linear_trajectory_is_the_generic_one(
     equal to rounding; from ``a < 15`` only (the default, a cheaper integrator; the slice
     still uses the exact energy): equal to 1e-6. The same with blocks of 7 steps; with
     candidates picked as if every path stayed 20 higher than it does (other points come near,
-    so blocks are cut and continued with more candidates); and with every step dense (the
-    fall-back when too many points are near), its kicks gathered or one product."""
+    so blocks are cut and continued with more candidates); with every step dense (the
+    fall-back when too many points are near), its kicks gathered or products; and with
+    ``max_energy`` so small that a chain's directions end (:func:`truncate`) while the other
+    goes on, in blocks and in dense steps."""
     from bayes_spheres.kernels import linear_trajectory as integrator
     from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
 
@@ -194,6 +226,7 @@ def test_linear_trajectory_is_the_generic_one(
         monkeypatch.setattr(integrator, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
     monkeypatch.setattr(integrator, "CANDIDATE_ELEMENTS", candidates_max)
     monkeypatch.setattr(integrator, "GATHER_ELEMENTS", gather_max)
+    monkeypatch.setattr(integrator, "GATHER_COST", 0 if gather_max else integrator.GATHER_COST)
     tol = 1e-9 if kick_below == 36.0 else 1e-6
 
     g = torch.Generator().manual_seed(1)
@@ -209,15 +242,21 @@ def test_linear_trajectory_is_the_generic_one(
     active = (torch.addmm(linear.a_0, z, linear.a_z.T) < 36).any(0)
     assert 0 < int(active.sum()) < 100
     torch.manual_seed(3)
-    a = slice_trajectory(z, lp, grad, split.rest, 0.01, 40, True)
+    eps = 0.01 if max_energy == MAX_ENERGY else 0.03  # 0.03: energies rise far enough
+    a = slice_trajectory(z, lp, grad, split.rest, eps, 40, True, max_energy)
     torch.manual_seed(3)
-    b = slice_trajectory_linear(z, lp, grad, 0.01, 40, linear=linear)
+    b = slice_trajectory_linear(z, lp, grad, eps, 40, max_energy, linear=linear)
     for u, w in zip((a.z, a.logp_rest, a.grad, a.accept, a.in_slice, a.diverging),
                     (b.z, b.logp_rest, b.grad, b.accept, b.in_slice, b.diverging),
                     strict=True):  # fmt: skip
         torch.testing.assert_close(u, w, rtol=tol, atol=tol)
     assert not torch.equal(a.z, z)
-    assert float(a.in_slice.min()) > 0.2
+    if max_energy == MAX_ENERGY:
+        assert float(a.in_slice.min()) > 0.2
+    else:  # both chains' trajectories ended early: fewer of their states in the slice
+        torch.manual_seed(3)
+        whole = slice_trajectory(z, lp, grad, split.rest, eps, 40, True)
+        assert bool((a.in_slice < whole.in_slice).all()) and float(a.in_slice.min()) > 0
 
 
 def test_warmup_trajectories_can_be_shorter():

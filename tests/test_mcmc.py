@@ -31,8 +31,18 @@ def small_data():
     return load_spheres(6, 60, 200, 1.0, 1.3, seed=0, dtype=torch.float64, device="cpu")
 
 
-@pytest.mark.parametrize("model", [Flat(), SharedMean(), Flat(bias=False)])
-@pytest.mark.parametrize("directions", ["coordinate", "factor"])
+# one case per mode in the default suite, the rest slow
+@pytest.mark.parametrize(
+    ("model", "directions"),
+    [pytest.param(Flat(), "coordinate", marks=pytest.mark.slow),
+     pytest.param(SharedMean(), "coordinate", marks=pytest.mark.slow),
+     (Flat(bias=False), "coordinate"),
+     pytest.param(Flat(), "factor", marks=pytest.mark.slow),
+     (SharedMean(), "factor"),
+     pytest.param(Flat(bias=False), "factor", marks=pytest.mark.slow)],
+    ids=["flat-coordinate", "shared_mean-coordinate", "flat_no_bias-coordinate",
+         "flat-factor", "shared_mean-factor", "flat_no_bias-factor"],
+)  # fmt: skip
 def test_fast_path_gives_the_same_chain_as_the_generic_path(small_data, model, directions):
     kw = dict(members=40, seed=3, num_chains=2, warmup=30, directions=directions, progress=False,
               scale_moves=1)  # fmt: skip

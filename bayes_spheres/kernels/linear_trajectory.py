@@ -17,9 +17,11 @@ from torch import Tensor
 from bayes_spheres.kernels.hamiltonian import (
     MAX_ENERGY,
     choose_state,
+    ended,
     energy,
     flow,
     start_trajectory,
+    truncate,
 )
 from bayes_spheres.kernels.protocols import TrajectoryStep
 
@@ -54,6 +56,11 @@ CANDIDATE_ELEMENTS = 1 << 17
 # a dense step gathers the rows of the points that pull up to this many elements (128 MiB
 # in float64; at N = 16,000 every point of 8 chains would need 17 GB), past it one product
 GATHER_ELEMENTS = 1 << 24
+# gathering a row element (and adding it, weighted) costs about as much as this many
+# multiply-adds of a matrix product (1 thread, 8 chains, N = 1,000, P = 502: a product
+# [8, 502] @ [502, 1000] 0.49 ms; gathering 200 rows of A A' 0.47 ms): gather or multiply,
+# whichever is cheaper
+GATHER_COST = 20
 # a point is a candidate in a block if its path without kicks comes within this of
 # KICK_BELOW; doubled for the rest of a trajectory whenever another point came closer
 CANDIDATE_SLACK = 5.0
@@ -91,8 +98,9 @@ def slice_trajectory_linear(
     position is), so the update stays exact: the cost is a little energy error, not bias.
     """
     v, h0, log_u, k = start_trajectory(z, logp_rest, True, steps)
-    backward = _integrate(z, -v, eps, k, linear)
-    forward = _integrate(z, v, eps, steps - k, linear)
+    level = max_energy - log_u  # where a direction ends (hamiltonian's module docstring)
+    backward = _integrate(z, -v, eps, k, linear, level)
+    forward = _integrate(z, v, eps, steps - k, linear, level)
     energies = torch.cat([backward.energies, forward.energies], 1).T  # [steps, C]
     pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy)
     chosen = torch.stack([_position(z, backward, forward, k, c, i) for c, i in enumerate(pick)])
@@ -145,9 +153,14 @@ class _Path:
         return torch.addmv(free, block.rows[chain].T, block.kicks[chain, n])
 
 
-def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogistic) -> _Path:
+def _integrate(
+    z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogistic, level: Tensor
+) -> _Path:
     """``steps`` leapfrog steps (half kick, rotation by ``eps``, half kick) from ``(z, v)``
-    [C, P], in blocks.
+    [C, P], in blocks; each chain's energies from its first one above ``level`` [C] on are
+    ``inf`` (:func:`~bayes_spheres.kernels.hamiltonian.truncate`), and after the block where
+    that happened the chain no longer counts in choosing candidates or steps (its kicks are
+    left out), so a chain that went far into the constraints costs nothing more.
 
     With ``zeta = x + i u`` a rotation multiplies by ``e^(-i eps)`` and a half kick ``K``
     adds ``i (eps / 2) K``, so n steps from ``(x_0, u_0)`` with kicks ``K_j`` at the j-th
@@ -170,31 +183,40 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
         times = eps * torch.arange(1, steps + 1, dtype=z.dtype, device=z.device)
         block = _Block(0, z, v, torch.cos(times), torch.sin(times), z.new_zeros(chains, 0, p),
                        z.new_zeros(chains, steps, 0))  # fmt: skip
-        return _Path(gaussian[:, None].expand(chains, steps), [block])
+        return _Path(truncate(gaussian.expand(steps, chains), level).T, [block])
     block = max(1, min(BLOCK_STEPS, BLOCK_ELEMENTS // (chains * len(a_0))))
-    slack, done = CANDIDATE_SLACK, 0
+    slack, done, kick, start = CANDIDATE_SLACK, 0, None, block
+    over = torch.zeros(chains, dtype=torch.bool, device=z.device)  # directions that ended
     blocks, energies = [], []
     while done < steps:
-        b = min(block, steps - done)
+        if bool(over.all()):
+            energies.append(z.new_full((chains, steps - done), math.inf))
+            break
+        b = min(start, steps - done)
         while True:
             low = _lowest(x_a, u_a, b * eps) + a_0  # no path without kicks goes lower
+            low = low.masked_fill(over[:, None], math.inf)
             size = max(1, int((low < KICK_BELOW + slack).sum(1).max()))
             if chains * size * size <= CANDIDATE_ELEMENTS or b == 1:
                 break
             b = max(1, b // 2)  # many points near (far out, early in warm-up): fewer steps
+        start = min(block, 2 * b)  # the next block: as long as this one could be, or longer
         if chains * size * size > CANDIDATE_ELEMENTS:
-            z, v, x_a, u_a, energy = _dense_step(z, v, x_a, u_a, eps, linear)
+            z, v, x_a, u_a, energy, kick = _dense_step(z, v, x_a, u_a, eps, linear, kick, over)
             none = z.new_empty(0)
             blocks.append(_Block(done, z, v, none, none, none, none, positions=z[:, None]))
             energies.append(energy[:, None])
+            over |= ended(energy, level)
             gaussian, done = 0.5 * ((z * z).sum(-1) + (v * v).sum(-1)), done + 1
             continue
+        kick = None  # the last dense step's end kick: not this block's
         candidates = low.topk(size, largest=False).indices  # [C, J]
         n_points = len(a_0)
         pairs = candidates[:, :, None] * n_points + candidates[:, None, :]
         gram_jj = gram.reshape(-1).take(pairs)  # [C, J, J]
         x_j, u_j = x_a.gather(1, candidates), u_a.gather(1, candidates)
         weights = _candidate_weights(x_j, u_j, a_0[candidates], gram_jj, eps, b)
+        weights = weights.masked_fill(over[:, None, None], 0.0)
         # the candidates that pulled at all (on separable data a few per chain), first
         pulled = (weights > 0).any(1)  # [C, J]
         width = max(1, int(pulled.sum(1).max()))
@@ -214,16 +236,17 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
         basis = torch.cat([x_a[:, None], u_a[:, None], a_0.expand(chains, 1, -1), rows_n], 1)
         a = terms @ basis  # [C, b, N]
         a_min = a.amin(1)  # [C, N]
+        a_min = a_min.masked_fill(over[:, None], math.inf)
         lowest = a_min.scatter(1, candidates, math.inf)  # the candidates left out
         if bool((lowest < KICK_BELOW).any()):
             others = a.scatter(2, candidates[:, None, :].expand(-1, b, -1), math.inf)
-            near = (others < KICK_BELOW).any(2).any(0)  # [b]
+            near = ((others < KICK_BELOW).any(2) & ~over[:, None]).any(0)  # [b]
             slack *= 2.0
             b = int(near.nonzero()[0])  # steps 1..b had only the candidates' kicks
             if b == 0:
                 continue
             a, m, q, cos, sin = a[:, :b], m[:, :b], q[:, :b], cos[:b], sin[:b]
-            a_min = a.amin(1)
+            a_min = a.amin(1).masked_fill(over[:, None], math.inf)
         x_along = x_k[:, None] * cos[:, None] + u_k[:, None] * sin[:, None]
         u_along = u_k[:, None] * cos[:, None] - x_k[:, None] * sin[:, None]
         kinetic = (
@@ -232,6 +255,7 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
             + 0.5 * ((m @ gram_kk) * m).sum(-1) + 0.5 * ((q @ gram_kk) * q).sum(-1)
         )  # fmt: skip
         energies.append(kinetic - _log_likelihood(a, a_min))
+        over |= ended(energies[-1], level[:, None]).any(1)
         rows_p = linear.a_z.index_select(0, kickers.reshape(-1)).reshape(chains, width, p)
         blocks.append(_Block(done, z, v, cos, sin, rows_p, m))
         z, v = (
@@ -242,13 +266,13 @@ def _integrate(z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogis
         x_a = a[:, -1] - a_0
         gaussian = kinetic[:, -1]
         done += b
-    return _Path(torch.cat(energies, 1), blocks)
+    return _Path(truncate(torch.cat(energies, 1).T, level).T, blocks)
 
 
 def _log_likelihood(a: Tensor, a_min: Tensor) -> Tensor:
     """``sum_n log sigmoid(a_n)`` over the points with ``a_n < ACTIVE_BELOW`` (each other
     term is above -2.3e-16), for activations [C, S, N] whose minima over S are ``a_min``:
-    [C, S]."""
+    [C, S] (only the chains whose ``a_min`` is finite are exact)."""
     near = (a_min < ACTIVE_BELOW).any(0).nonzero()[:, 0]
     a = a.index_select(2, near)
     return torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
@@ -260,34 +284,49 @@ def _weights(a: Tensor) -> Tensor:
 
 
 def _dense_step(
-    z: Tensor, v: Tensor, x_a: Tensor, u_a: Tensor, eps: float, linear: LinearLogistic
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    z: Tensor,
+    v: Tensor,
+    x_a: Tensor,
+    u_a: Tensor,
+    eps: float,
+    linear: LinearLogistic,
+    kick: tuple[Tensor, Tensor] | None,
+    over: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
     """One leapfrog step of :func:`_integrate` with every point's kick, for when too many
-    points are near to step them alone: the new ``z, v, A z, A v`` and the energy [C]."""
+    points are near to step them alone: the new ``z, v, A z, A v``, the energy [C] and the
+    kick at the new position (``kick``: the one at the start, if known: the previous dense
+    step's). Chains ``over`` [C] get no kicks."""
     half = 0.5 * eps
-    kick_z, kick_a = _kicks(x_a + linear.a_0, linear)
+    kick_z, kick_a = _kicks(x_a + linear.a_0, linear, over) if kick is None else kick
     v, u_a = v + half * kick_z, u_a + half * kick_a
     z, v = flow(z, v, eps, True)
     x_a, u_a = flow(x_a, u_a, eps, True)
     a = x_a + linear.a_0
-    kick_z, kick_a = _kicks(a, linear)
+    kick_z, kick_a = _kicks(a, linear, over)
     v, u_a = v + half * kick_z, u_a + half * kick_a
     ll = torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
-    return z, v, x_a, u_a, energy(z, v, ll, True)
+    return z, v, x_a, u_a, energy(z, v, ll, True), (kick_z, kick_a)
 
 
-def _kicks(a: Tensor, linear: LinearLogistic) -> tuple[Tensor, Tensor]:
-    """The kick ``sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N], split
-    into its ``z`` part [C, P] and its activations' part [C, N]: the rows of the points that
-    pull, gathered (a dense product where they are many)."""
+def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Tensor]:
+    """The kick ``sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N] (none
+    for chains ``over``), split into its ``z`` part [C, P] and its activations' part [C, N]:
+    the rows of the points that pull gathered where they are few, else products (the
+    activations' part as ``A`` times the ``z`` part; ``GATHER_COST``)."""
+    a = a.masked_fill(over[:, None], math.inf)
+    chains, points = a.shape
+    p = linear.a_z.shape[1]
     chain, point = (a < KICK_BELOW).nonzero(as_tuple=True)
+    pulling = point.numel()
+    if pulling * GATHER_COST > chains * points or pulling * p > GATHER_ELEMENTS:
+        kick_z = _weights(a) @ linear.a_z
+    else:
+        weight = torch.sigmoid(-a[chain, point])
+        kick_z = a.new_zeros(chains, p).index_add_(0, chain, linear.a_z[point] * weight[:, None])
+    if pulling * GATHER_COST > chains * p or pulling * points > GATHER_ELEMENTS:
+        return kick_z, kick_z @ linear.a_z.T
     weight = torch.sigmoid(-a[chain, point])
-    size = point.numel() * (linear.a_z.shape[1] + len(linear.a_0))
-    if 3 * point.numel() > a.numel() or size > GATHER_ELEMENTS:  # a product is cheaper
-        dense = _weights(a)
-        return dense @ linear.a_z, dense @ linear.gram
-    kick_z = a.new_zeros(len(a), linear.a_z.shape[1])
-    kick_z.index_add_(0, chain, linear.a_z[point] * weight[:, None])
     kick_a = torch.zeros_like(a).index_add_(0, chain, linear.gram[point] * weight[:, None])
     return kick_z, kick_a
 

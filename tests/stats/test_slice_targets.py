@@ -115,7 +115,11 @@ MEAN5 = [1.0, -2.0, 0.5, 3.0, -1.0]
 SCALE5 = [1.0, 0.5, 2.0, 1.5, 0.3]
 
 
-@pytest.mark.parametrize("directions", ["coordinate", "factor", "hamiltonian"])
+@pytest.mark.parametrize(
+    "directions",
+    [pytest.param("coordinate", marks=pytest.mark.slow),
+     pytest.param("factor", marks=pytest.mark.slow), "hamiltonian"],
+)  # fmt: skip
 def test_gaussian_with_non_zero_mean_and_scale_moves(directions):
     """N(m, diag s^2) in 5-D, m != 0, with 3 scale moves (Liu & Sabatti 2000) per sweep: the
     scale move changes every coordinate at once, so a wrong Jacobian biases all moments."""
@@ -131,6 +135,7 @@ def test_gaussian_with_non_zero_mean_and_scale_moves(directions):
     assert_rhat(x)
 
 
+@pytest.mark.slow
 def test_skewed_sites_with_scale_moves():
     """Gamma(2, 0.5) and LogNormal(1, 0.5) through Pyro's exp transform plus a shifted normal,
     coordinate updates and scale moves of the whole unconstrained vector."""
