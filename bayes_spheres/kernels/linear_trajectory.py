@@ -272,7 +272,8 @@ def _integrate(
 def _log_likelihood(a: Tensor, a_min: Tensor) -> Tensor:
     """``sum_n log sigmoid(a_n)`` over the points with ``a_n < ACTIVE_BELOW`` (each other
     term is above -2.3e-16), for activations [C, S, N] whose minima over S are ``a_min``:
-    [C, S] (only the chains whose ``a_min`` is finite are exact)."""
+    [C, S] (a chain whose ``a_min`` is all ``inf``, a direction that ended, does not count in
+    picking the points, so its sum is left inexact)."""
     near = (a_min < ACTIVE_BELOW).any(0).nonzero()[:, 0]
     a = a.index_select(2, near)
     return torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
