@@ -63,9 +63,13 @@ class SphereModel:
         n, dim = phi.shape
         w, b = self.prior(dim, phi)
         with pyro.plate("data", n, subsample_size=subsample_size) as idx:
-            logits = activation(phi[idx], w, b)
             obs = None if y is None else y[idx]
-            return pyro.sample("y", dist.Bernoulli(logits=logits), obs=obs)
+            return pyro.sample("y", self.likelihood(activation(phi[idx], w, b)), obs=obs)
+
+    def likelihood(self, logits: Tensor) -> dist.Bernoulli:
+        """``p(y | a)``: Bernoulli with logits ``a`` (the one likelihood; Bootstrap's weighted
+        objective and Figure 1's background evaluate this distribution)."""
+        return dist.Bernoulli(logits=logits)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -163,9 +167,16 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"model.{name}={value!r}: must be a positive finite number")
 
 
-def weights_of(model: SphereModel, latents: dict[str, Tensor], dim: int) -> tuple[Tensor, Tensor]:
-    """``(w, b)`` that ``model`` derives from one draw of its latent sites (constrained space)."""
+def prior_trace(model: SphereModel, latents: dict[str, Tensor], dim: int) -> poutine.Trace:
+    """The trace of ``model.prior`` conditioned on draws of its latent sites (constrained
+    space, any leading batch dimensions: the priors broadcast), so every derived site and
+    every site's log density is the model's own."""
     like = next(iter(latents.values())) if latents else torch.zeros(())
-    phi = like.new_zeros(1, dim)
-    tr = poutine.trace(poutine.condition(model, data=latents)).get_trace(phi)
-    return tr.nodes["w"]["value"].detach(), tr.nodes["b"]["value"].detach()
+    return poutine.trace(poutine.condition(model.prior, data=latents)).get_trace(dim, like)
+
+
+def weights_of(model: SphereModel, latents: dict[str, Tensor], dim: int) -> tuple[Tensor, Tensor]:
+    """``(w [..., D], b [...])`` that ``model`` derives from draws of its latent sites
+    (constrained space, batch dimensions ``...``); ``b`` is 0 where the model has no bias."""
+    w, b = prior_trace(model, latents, dim).nodes["_RETURN"]["value"]
+    return w, b.expand(w.shape[:-1])

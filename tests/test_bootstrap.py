@@ -3,8 +3,10 @@ batched resample fits against the same fits done one at a time on repeated data.
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
 
 from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import Posterior, bootstrap
@@ -148,6 +150,32 @@ def test_batched_fits_equal_separate_fits_on_repeated_data(small_spheres, model)
         torch.testing.assert_close(post.ensemble.b[k], latents["b"], rtol=0, atol=1e-4)
     # resamples differ, so members differ
     assert post.ensemble.w.std(0).min() > 1e-3
+
+
+class LabelNoise(Flat):
+    """A user's model with a likelihood of its own: each label flipped with probability 0.1."""
+
+    def likelihood(self, logits: torch.Tensor) -> dist.Bernoulli:
+        return dist.Bernoulli(probs=0.1 + 0.8 * torch.sigmoid(logits))
+
+
+@pytest.mark.parametrize(
+    "model", [Flat(), SharedMean(), LabelNoise()], ids=["flat", "shared_mean", "label_noise"]
+)
+def test_batched_objective_is_the_models_negative_log_joint_on_the_resample(small_spheres, model):
+    """Each fit's objective is the Pyro model's own -log p(latents, resampled data): its prior
+    and its likelihood, whatever the model states (a user's likelihood included)."""
+    d, fits = small_spheres, 3
+    n = len(d.y_train)
+    counts = bootstrap.resample_counts(n, fits, torch.Generator().manual_seed(0))
+    objective = bootstrap.BatchedObjective(model, d.phi_train, d.y_train, counts)
+    theta = torch.randn(fits, objective.size, generator=torch.Generator().manual_seed(1))
+    values = objective(theta.double(), torch.arange(fits))
+    for k in range(fits):
+        idx = torch.repeat_interleave(torch.arange(n), counts[k].long())
+        conditioned = poutine.condition(model, data=objective.unravel(theta[k].double()))
+        trace = poutine.trace(conditioned).get_trace(d.phi_train[idx], d.y_train[idx])
+        torch.testing.assert_close(values[k], -trace.log_prob_sum(), rtol=1e-12, atol=0)
 
 
 def test_fit_is_reproducible_with_a_seed(small_spheres):

@@ -11,7 +11,6 @@ import logging
 import math
 
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions import constraints
 from torch import Tensor
@@ -21,7 +20,7 @@ from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
 from bayes_spheres.inference.batched_lbfgs import batched_lbfgs
 from bayes_spheres.inference.potential import unravel
-from bayes_spheres.models import SphereModel, activation
+from bayes_spheres.models import SphereModel, activation, prior_trace
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,8 @@ def resample_counts(n: int, fits: int, generator: torch.Generator) -> Tensor:
 class BatchedObjective:
     """Negative log joint of B independent fits, ``[B, P] -> [B]``, with weighted data.
 
-    The prior comes from the Pyro model itself (its ``prior`` conditioned on batched latents);
-    the likelihood is the logistic loss weighted by the resample counts.
+    Both terms come from the Pyro model: its ``prior`` conditioned on batched latents, and
+    its ``likelihood`` at every training point, weighted by the resample counts.
     """
 
     def __init__(self, model: SphereModel, phi: Tensor, y: Tensor, counts: Tensor) -> None:
@@ -63,8 +62,7 @@ class BatchedObjective:
 
     def weights(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(w [B, D], b [B], log prior [B])`` at ``theta``."""
-        tr = poutine.trace(poutine.condition(self.model.prior, data=self.unravel(theta)))
-        trace = tr.get_trace(self.phi.shape[1], self.phi)
+        trace = prior_trace(self.model, self.unravel(theta), self.phi.shape[1])
         log_prior = sum(
             node["fn"].log_prob(node["value"])
             for name, node in trace.nodes.items()
@@ -76,9 +74,8 @@ class BatchedObjective:
     def __call__(self, theta: Tensor, rows: Tensor) -> Tensor:
         """Negative log joint of fits ``rows`` at ``theta`` [k, P]: [k]."""
         w, b, log_prior = self.weights(theta)
-        a = activation(self.phi, w, b)  # [N, k]
-        nll = (self.counts[:, rows] * (F.softplus(a) - self.y[:, None] * a)).sum(0)
-        return nll - log_prior
+        log_lik = self.model.likelihood(activation(self.phi, w, b)).log_prob(self.y[:, None])
+        return -(self.counts[:, rows] * log_lik).sum(0) - log_prior
 
 
 def fit(

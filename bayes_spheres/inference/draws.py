@@ -14,7 +14,7 @@ from torch import Tensor
 
 from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
-from bayes_spheres.models import SphereModel
+from bayes_spheres.models import SphereModel, prior_trace
 
 
 def guide_ensemble(
@@ -44,7 +44,7 @@ def _vectorised_draws(
     phi = data.phi_train[:1]
     with pyro.plate("members", members, dim=-1):
         latents = guide(phi)
-    prior = poutine.trace(poutine.condition(model.prior, data=latents)).get_trace(data.dim, phi)
+    prior = prior_trace(model, latents, data.dim)
     samples = {}
     for name, node in prior.nodes.items():
         if node["type"] != "sample":

@@ -17,7 +17,6 @@ from enum import StrEnum
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import MCMC, NUTS
 from torch import Tensor
 
@@ -25,7 +24,7 @@ from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
 from bayes_spheres.kernels import Directions, Mass, Slice
-from bayes_spheres.models import SphereModel
+from bayes_spheres.models import SphereModel, weights_of
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +169,10 @@ def _log_density(mcmc: MCMC, latents: dict[str, Tensor]) -> Tensor:
 def _with_weights(model: SphereModel, latents: dict[str, Tensor], dim: int) -> dict[str, Tensor]:
     """Latent draws [C, S, ...] plus the ``w`` [C, S, D] and ``b`` [C, S] they imply."""
     c, s = next(iter(latents.values())).shape[:2]
-    flat = {k: v.reshape(c * s, *v.shape[2:]) for k, v in latents.items()}
-    like = next(iter(flat.values()))
-    tr = poutine.trace(poutine.condition(model.prior, data=flat)).get_trace(dim, like)
-    w, b = tr.nodes["_RETURN"]["value"]
+    flat = {k: v.detach().reshape(c * s, *v.shape[2:]) for k, v in latents.items()}
+    w, b = weights_of(model, flat, dim)  # one batch dimension, as the priors are written
     out = {k: v.detach() for k, v in latents.items()}
-    out["w"] = w.detach().reshape(c, s, dim)
-    out["b"] = b.detach().expand(c * s).reshape(c, s)
-    return out
+    return {**out, "w": w.reshape(c, s, dim), "b": b.reshape(c, s)}
 
 
 def diagnostics(posterior: object, names: list[str]) -> dict[str, float]:
