@@ -7,8 +7,10 @@
 - right: the same background with draws from the hierarchical (direction x scale) SVI
   posterior.
 
-Every fit goes through the project's configs (``conf/``) and :func:`bayes_spheres.config.validate`,
-so the figure uses the same model, inference and optimiser settings as Table 1.
+Each of the four fits is a run folder like any cell of the study (``OUT_DIR/figure1_fits/``:
+``map``, ``svi``, ``mcmc``, ``hier_svi``), made by :func:`bayes_spheres.pipeline.run` from the
+project's configs (``conf/``), so the figure uses the same model, inference and optimiser
+settings as Table 1, and a rerun reuses finished fits; this module only reads them and draws.
 ``bayes-spheres-figure OUT_DIR`` makes it; the Table 1 sweep makes it in its folder.
 """
 
@@ -18,12 +20,11 @@ import argparse
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor
 
@@ -31,7 +32,9 @@ from bayes_spheres.config import validate
 from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.io import atomic_path
-from bayes_spheres.models import activation
+from bayes_spheres.models import Flat, SphereModel, activation
+from bayes_spheres.pipeline import run
+from bayes_spheres.report.runs import FIGURE_FITS
 
 log = logging.getLogger(__name__)
 
@@ -67,38 +70,60 @@ def _data(cfg: DictConfig) -> SphereData:
     return load_spheres(d.dim, d.n_train, d.n_val, d.r_inner, d.r_outer, seed=d.seed)
 
 
-def fit_ensemble(overrides: Sequence[str], members: int, seed: int) -> tuple[Ensemble, SphereData]:
-    """Fit the configured model x inference (``overrides`` as on the CLI) and return its
-    ensemble of ``members`` draws and the data it was fit on."""
-    cfg = _compose([*overrides, f"seed={seed}", "progress=false"])
-    plan = validate(cfg)
-    data = _data(cfg)
-    pyro.set_rng_seed(seed)
-    pyro.clear_param_store()
-    post = plan.fit(
-        plan.model, data, members=members, seed=seed, progress=False, **plan.fit_settings
-    )
-    return post.ensemble, data
+@dataclass(frozen=True)
+class Fit:
+    """One of Figure 1's fits, read from its run folder."""
+
+    ensemble: Ensemble
+    data: SphereData
+    model: SphereModel
 
 
-def log_likelihood(phi: Tensor, y: Tensor, w: Tensor, b: Tensor | float = 0.0) -> Tensor:
-    """``sum_n log p(y_n | phi_n, w, b)`` for a batch of weights ``w`` [..., D]."""
+def fit_cell(folder: str | Path, overrides: Sequence[str], seed: int) -> Fit:
+    """The configured model x inference (``overrides`` as on the CLI) as a run folder:
+    :func:`bayes_spheres.pipeline.run` writes it (a finished folder made with the same
+    config is reused, as a resumed sweep reuses a cell), and its ensemble is read back.
+    One fit per cell: the figure needs no resampled ensemble (a second fit)."""
+    cfg = _compose([*overrides, f"seed={seed}", "progress=false", "++method.resample=false"])
+    run(cfg, folder)
+    ensemble = Ensemble.load(Path(folder) / "ensemble.npz")
+    return Fit(ensemble, _data(cfg), validate(cfg).model)
+
+
+def figure_cells(
+    left: Sequence[str] = LEFT, two_d: Sequence[str] = TWO_D
+) -> dict[str, tuple[str, ...]]:
+    """The overrides of Figure 1's four fits, by the name of their run folder."""
+    flat = ("model=flat", *two_d)
+    return {
+        "map": ("model=flat", "inference=map", *left),
+        "svi": (*flat, "inference=svi"),
+        "mcmc": (*flat, "inference=mcmc", *TWO_D_MCMC),
+        "hier_svi": ("model=hier_noncentered", "inference=svi", *two_d),
+    }
+
+
+def log_likelihood(
+    model: SphereModel, phi: Tensor, y: Tensor, w: Tensor, b: Tensor | float = 0.0
+) -> Tensor:
+    """``sum_n log p(y_n | phi_n, w, b)`` under ``model``'s likelihood, for a batch of
+    weights ``w`` [..., D]."""
     a = activation(phi, w.reshape(-1, w.shape[-1]), b)  # [N, K]
-    ll = -F.binary_cross_entropy_with_logits(a, y[:, None].expand_as(a), reduction="none")
-    return ll.sum(0).reshape(w.shape[:-1])
+    return model.likelihood(a).log_prob(y[:, None]).sum(0).reshape(w.shape[:-1])
 
 
 def conditional_density(
-    data: SphereData, w_map: Tensor, b_map: Tensor, sigma: float, coord: int = 0
+    model: Flat, data: SphereData, w_map: Tensor, b_map: Tensor, coord: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The posterior density of ``w[coord]`` with every other weight at the MAP (flat prior
-    ``N(0, sigma^2)``), on a grid that covers the mass; normalised numerically."""
-    phi, y = data.phi_train, data.y_train
+    """The posterior density of ``w[coord]`` under the flat ``model`` (prior
+    ``N(0, sigma^2)``) with every other weight at the MAP, on a grid that covers the mass;
+    normalised numerically."""
+    phi, y, sigma = data.phi_train, data.y_train, model.sigma
 
     def logp(t: Tensor) -> Tensor:
         w = w_map.expand(len(t), -1).clone()
         w[:, coord] = t
-        return log_likelihood(phi, y, w, b_map) - 0.5 * (t / sigma) ** 2
+        return log_likelihood(model, phi, y, w, b_map) - 0.5 * (t / sigma) ** 2
 
     centre = float(w_map[coord])
     half = 1.0
@@ -114,15 +139,16 @@ def conditional_density(
     return t.numpy(), dens.numpy()
 
 
-def _background(ax, data: SphereData, extent: tuple[float, float, float, float]) -> None:
+def _background(ax, fit: Fit, extent: tuple[float, float, float, float]) -> None:
     lo_x, hi_x, lo_y, hi_y = extent
+    data = fit.data
     dtype = data.phi_train.dtype
     g1, g2 = torch.meshgrid(
         torch.linspace(lo_x, hi_x, 240, dtype=dtype),
         torch.linspace(lo_y, hi_y, 240, dtype=dtype),
         indexing="xy",
     )
-    ll = log_likelihood(data.phi_train, data.y_train, torch.stack([g1, g2], -1))
+    ll = log_likelihood(fit.model, data.phi_train, data.y_train, torch.stack([g1, g2], -1))
     ax.imshow(
         torch.exp(ll - ll.max()).numpy(),
         extent=extent,
@@ -154,18 +180,14 @@ def figure1(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        mode, data = fit_ensemble(["model=flat", "inference=map", *left], 1, seed)
-        sigma = float(_compose(["model=flat", *left]).model.sigma)
-        t, dens = conditional_density(data, mode.w[0], mode.b[0], sigma)
-        flat = ["model=flat", *two_d]
-        svi, data2 = fit_ensemble([*flat, "inference=svi"], members, seed)
-        mcmc, _ = fit_ensemble([*flat, "inference=mcmc", *TWO_D_MCMC], members, seed)
-        hier, _ = fit_ensemble(["model=hier_noncentered", "inference=svi", *two_d], members, seed)
-    finally:
-        torch.set_default_dtype(previous)
+    fits_dir = Path(out_dir) / FIGURE_FITS
+    fits = {
+        name: fit_cell(fits_dir / name, [*overrides, f"members={members}"], seed)
+        for name, overrides in figure_cells(left, two_d).items()
+    }
+    mode = fits["map"]
+    data = mode.data
+    t, dens = conditional_density(mode.model, data, mode.ensemble.w[0], mode.ensemble.b[0])
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     ax = axes[0]
@@ -174,10 +196,10 @@ def figure1(
     ax.set_ylabel("posterior density")
     ax.set_title("one weight of the D-dim model")
 
-    clouds = [e.w.numpy() for e in (svi, mcmc, hier)]
+    clouds = [fits[name].ensemble.w.numpy() for name in ("svi", "mcmc", "hier_svi")]
     extent = _extent(*clouds)
     for ax, title in zip(axes[1:], ("full-covariance SVI + MCMC", "hierarchical SVI"), strict=True):
-        _background(ax, data2, extent)
+        _background(ax, fits["svi"], extent)
         ax.set_title(f"2-D spheres: {title}")
     axes[1].scatter(*clouds[0].T, s=4, c="red", alpha=0.6, label="SVI draws")
     axes[1].scatter(*clouds[1].T, s=12, c="white", marker="x", lw=0.8, label="MCMC draws")

@@ -13,12 +13,19 @@ import pandas as pd
 import yaml
 
 Run = dict[str, Any]
+# Figure 1's own fits (bayes_spheres/figure.py) are run folders under this folder of the
+# figure's output (in the Table 1 sweep, of the sweep folder); they are not rows of a table.
+FIGURE_FITS = "figure1_fits"
 
 
 def collect(root: str | Path) -> list[Run]:
-    """Every finished run under ``root``: its metrics plus ``overrides`` (Hydra's, if saved)."""
+    """Every finished run under ``root`` (Figure 1's fits aside): its metrics plus
+    ``overrides`` (Hydra's, if saved)."""
     runs = []
-    for path in sorted(Path(root).rglob("metrics.json")):
+    root = Path(root)
+    for path in sorted(root.rglob("metrics.json")):
+        if FIGURE_FITS in path.relative_to(root).parts:
+            continue
         run = json.loads(path.read_text())
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
         run["overrides"] = (
