@@ -17,6 +17,9 @@ from typing import Any
 
 import pyro
 import torch
+from filelock import FileLock, Timeout
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
@@ -29,6 +32,7 @@ from bayes_spheres.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+LOCK_FILE = ".lock"  # held while a process computes the run in its folder (see claim)
 # The resampled ensemble (paper, Table 1) is a second fit by the same method with this seed
 # offset; the first ensemble's adversarial points are scored by it.
 RESAMPLE_SEED_OFFSET = 1_000_003
@@ -37,15 +41,20 @@ NOT_IN_DIGEST = frozenset({"force", "progress", "threads", "hydra"})
 
 
 class Timings(dict):
-    """Seconds per stage, with one log line per stage."""
+    """Seconds per stage, with one log line per stage (led by the sweep cell's name in a
+    sweep, where many cells share one terminal)."""
+
+    def __init__(self, cell: str | None = None) -> None:
+        super().__init__()
+        self.lead = "" if cell is None else f"{cell}: "
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
-        log.info("%s ...", stage)
+        log.info("%s%s ...", self.lead, stage)
         start = time.perf_counter()
         yield
         self[stage] = round(time.perf_counter() - start, 3)
-        log.info("%s done in %.2f s", stage, self[stage])
+        log.info("%s%s done in %.2f s", self.lead, stage, self[stage])
 
 
 def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
@@ -73,22 +82,57 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     atomically. A folder that already holds a finished ``metrics.json`` made with the same
     config is left alone (a resumed sweep skips it) unless ``cfg.force`` is true; one made
     with another config is an error, so a stale result is never passed off as this run's.
+    The folder is claimed while the run computes (:func:`claim`), so a second process on the
+    same folder waits for this one and then skips the finished run.
     """
     plan = validate(cfg)
     digest = config_digest(cfg)
     out = Path(out_dir) if out_dir is not None else _hydra_output_dir()
+    force = bool(cfg.get("force", False))
+    done = None if force else _reusable(out, digest)
+    if done is None:
+        out.mkdir(parents=True, exist_ok=True)
+        with claim(out):
+            # another process may have finished this cell while this one waited for it
+            done = None if force else _reusable(out, digest)
+            if done is None:
+                return _run_claimed(cfg, plan, out, digest)
+    log.info("%s already holds a finished run; skipping (force=true reruns it)", out)
+    _print_outside_sweeps(done)
+    return done
+
+
+@contextmanager
+def claim(out: Path) -> Iterator[None]:
+    """Hold the run folder ``out`` for this process: an exclusive lock on ``out/.lock``
+    (``filelock``: an OS lock, so a process that dies, even by SIGKILL, releases it and leaves
+    no stale claim). A second process that reaches a claimed folder waits for it, then finds
+    the finished run and skips it: two sweeps on one folder never run a cell twice."""
+    lock = FileLock(out / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("%s is being computed by another process; waiting for it", out)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _reusable(out: Path, digest: str) -> dict[str, Any] | None:
+    """The finished run in ``out`` if it was made with this config; an error if with another."""
     done = finished_metrics(out)
-    if done is not None and not cfg.get("force", False):
-        if done.get("config_digest", digest) != digest:
-            raise ConfigError(
-                f"{out} holds a finished run made with another config (digest "
-                f"{done['config_digest']}, this config {digest}); choose another folder, or "
-                "force=true to replace it"
-            )
-        log.info("%s already holds a finished run; skipping (force=true reruns it)", out)
-        print(json.dumps(done, sort_keys=True), flush=True)
-        return done
-    out.mkdir(parents=True, exist_ok=True)
+    if done is not None and done.get("config_digest", digest) != digest:
+        raise ConfigError(
+            f"{out} holds a finished run made with another config (digest "
+            f"{done['config_digest']}, this config {digest}); choose another folder, or "
+            "force=true to replace it"
+        )
+    return done
+
+
+def _run_claimed(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     previous_dtype = torch.get_default_dtype()
     previous_threads = torch.get_num_threads()
     torch.set_default_dtype(plan.dtype)  # for tensors Pyro creates without a template
@@ -99,12 +143,13 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     finally:
         torch.set_default_dtype(previous_dtype)
         torch.set_num_threads(previous_threads)
-    print(json.dumps(result, sort_keys=True), flush=True)
+    _print_outside_sweeps(result)
     return result
 
 
 def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
-    timings = Timings()
+    cell = sweep_cell()
+    timings = Timings(cell)
     start = time.perf_counter()
 
     with timings("data"):
@@ -119,7 +164,8 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             dtype=plan.dtype,
             device=plan.device,
         )
-    progress = bool(cfg.get("progress", True))
+    # bars in a single run; in a sweep, the stage lines above and bayes_spheres/progress.py
+    progress = bool(cfg.get("progress", True)) and cell is None
     with timings("inference"):
         posterior = _fit(plan, data, cfg.members, cfg.seed, progress)
         posterior.ensemble.save(out / "ensemble.npz")
@@ -187,7 +233,26 @@ def _fit(plan: Plan, data: SphereData, members: int, seed: int, progress: bool) 
     )
 
 
-def _hydra_output_dir() -> Path:
-    from hydra.core.hydra_config import HydraConfig
+def _print_outside_sweeps(metrics: dict[str, Any]) -> None:
+    """A single run prints its metrics; a sweep's cells leave theirs in their folders."""
+    if sweep_cell() is None:
+        print(json.dumps(metrics, sort_keys=True), flush=True)
 
+
+def _hydra_output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def sweep_cell() -> str | None:
+    """This job's folder relative to its sweep folder (``mcmc/seed1``), or None outside a
+    sweep (a single run, or no Hydra at all)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.MULTIRUN:
+        return None
+    output = Path(hydra.runtime.output_dir)
+    try:
+        return str(output.relative_to(Path(hydra.sweep.dir).resolve()))
+    except ValueError:
+        return str(output)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import ConfigError
 from bayes_spheres.ensemble import Ensemble
-from bayes_spheres.pipeline import METRICS_FILE, finished_metrics, run
+from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE, finished_metrics, run
 
 METRIC_KEYS = {
     "model", "inference", "attack", "seed", "dim", "n_train", "n_val", "members",
@@ -46,6 +49,7 @@ def test_run_writes_artifacts_and_documented_metrics(quick_run):
         "posterior.nc",
         "adversarial_points.npz",
         METRICS_FILE,
+        LOCK_FILE,  # the claim on the folder, left unlocked
     }
     on_disk = json.loads((out / METRICS_FILE).read_text())
     assert on_disk == metrics
@@ -140,6 +144,27 @@ def test_threads_setting_is_checked_and_restored(compose, tmp_path):
     before = torch.get_num_threads()
     run(compose(["threads=2", "attack=vertex"]), out_dir=tmp_path / "ok")
     assert torch.get_num_threads() == before
+
+
+def test_a_killed_cell_leaves_no_claim_that_blocks_a_rerun(compose, tmp_path):
+    """A process that holds a run folder and dies by SIGKILL (no cleanup runs) leaves its
+    lock file behind, but not its claim: the rerun starts at once and finishes."""
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from bayes_spheres.pipeline import claim\n"
+         "with claim(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert (out / LOCK_FILE).exists() and finished_metrics(out) is None
+    assert set(run(compose([]), out_dir=out)) == METRIC_KEYS
 
 
 def test_half_written_metrics_do_not_count_as_finished(tmp_path):

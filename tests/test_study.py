@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 
 from bayes_spheres import report
 from bayes_spheres.config import validate
-from bayes_spheres.pipeline import METRICS_FILE
+from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ROWS = sorted(p.stem for p in (CONF / "experiment" / "table1").glob("*.yaml"))
@@ -193,8 +194,8 @@ def test_report_command_rebuilds_the_table_and_fails_clearly_on_an_empty_folder(
     assert res.returncode != 0 and "no finished run" in res.stderr
 
 
-def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [
+def sweep_command(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bayes_spheres.app",
         "experiment=table1",
         "scale=quick",
         "+experiment/table1=map,laplace",
@@ -208,9 +209,12 @@ def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
         "hydra.launcher.n_jobs=1",
         "extra_attacks.simplex.vertex_starts=2",
         *extra,
-    ]
+    ]  # fmt: skip
+
+
+def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bayes_spheres.app", *args],
+        sweep_command(tmp_path, *extra),
         capture_output=True,
         text=True,
         timeout=300,
@@ -239,6 +243,46 @@ def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path
     for p, content in before.items():  # finished cells were skipped, byte for byte
         assert p.read_bytes() == content and p.stat().st_mtime_ns == mtimes[p]
     assert kept.is_file()
+
+
+def test_two_sweeps_on_one_folder_run_each_cell_once(tmp_path):
+    """Two processes start the same sweep on one folder at once (two shells, or a resume
+    while the first still runs): each cell is computed by one of them, the other waits for
+    it and skips it; nothing finished is rewritten, and both build the same table."""
+    command = sweep_command(tmp_path)
+    both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=tmp_path) for _ in range(2)]  # fmt: skip
+    logs = [p.communicate(timeout=600)[0] for p in both]
+    assert [p.returncode for p in both] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    root = tmp_path / "sweep"
+    cells = sorted(p.parent for p in root.glob("*/seed*/" + METRICS_FILE))
+    assert len(cells) == 4
+    for cell in cells:
+        written = sum(log.count(f"wrote {cell / METRICS_FILE}") for log in logs)
+        assert written == 1, f"{cell} was computed {written} times"
+    # the run's own files; Hydra appends each launch's log lines to app.log and saves the
+    # job's config in .hydra/ at every launch, a skip included
+    finished = {p: (p.read_bytes(), p.stat().st_mtime_ns) for c in cells for p in c.iterdir()
+                if p.is_file() and p.name not in {LOCK_FILE, "app.log"}}  # fmt: skip
+    assert {p.name for p in finished} >= {METRICS_FILE, "ensemble.npz", "posterior.nc"}
+    res = sweep(tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in finished} == finished
+    assert "sweep:" not in logs[0] + logs[1]  # progress=false silences the sweep's lines
+
+
+def test_a_two_process_sweep_shows_lines_not_bars(tmp_path):
+    """Two local processes share the terminal: no tqdm bars (their carriage returns), a line
+    per stage naming its cell, and one sweep line per finished cell with the count."""
+    res = sweep(tmp_path, "progress=true", "hydra.launcher.n_jobs=2",
+                "+experiment/table1=map,svi", "seed=0")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    assert "\r" not in out
+    for cell in ("map/seed0", "svi/seed0"):
+        assert f"{cell}: inference done in" in out
+        assert re.search(rf"sweep: [12]/2 cells finished .* elapsed.*; {cell} took", out)
+    assert re.search(r"sweep: 2/2 cells finished \(2 in this sweep\)", out)
 
 
 def test_scaling_rows_and_plot(tmp_path):

@@ -1,0 +1,122 @@
+"""One progress display per sweep.
+
+A single run draws tqdm bars for its long loops. In a sweep (Hydra's multirun) many cells run
+at once in processes or on other machines that share one terminal or log, where bars
+interleave into noise; there each cell logs one line per stage, named by its folder (see
+``bayes_spheres/pipeline.py``), and :class:`SweepProgress` logs one line as each cell ends::
+
+    mcmc/seed1: inference done in 131.40 s
+    sweep: 5/21 cells finished (3 in this sweep), 0:04:10 elapsed, about 0:13:20 left;
+        mcmc/seed1 took 142.1 s
+
+``progress=false`` silences the bars and these lines alike.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from bayes_spheres.pipeline import METRICS_FILE, finished_metrics, sweep_cell
+from bayes_spheres.report.runs import FIGURE_FITS
+
+log = logging.getLogger(__name__)
+
+SWEEP_CONFIG = "multirun.yaml"  # Hydra's sweeper saves the sweep's config here as it starts
+
+
+def sweep_size(sweep_dir: Path) -> int | None:
+    """How many cells the sweep started in ``sweep_dir`` has: its sweeper's ``params`` and
+    the command line's overrides, expanded as Hydra's basic sweeper expands them (None if
+    the sweep config is missing or another sweeper's syntax)."""
+    try:
+        config = OmegaConf.load(sweep_dir / SWEEP_CONFIG)
+        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+        arguments = [f"{key}={value}" for key, value in params.items()]
+        arguments += list(OmegaConf.select(config, "hydra.overrides.task") or [])
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        return len(BasicSweeper.split_arguments(overrides, None)[0])
+    except Exception:  # a display must never fail a cell
+        return None
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    total: int | None  # cells in the sweep
+    finished: int  # cells with a finished run, from this sweep or an earlier one
+    finished_here: int  # of which finished since this sweep started
+    elapsed: float  # seconds since this sweep started
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time left at this sweep's pace so far (None until a cell of it has finished)."""
+        if self.total is None or not self.finished_here:
+            return None
+        return self.elapsed / self.finished_here * max(self.total - self.finished, 0)
+
+    def line(self) -> str:
+        total = "?" if self.total is None else str(self.total)
+        text = (
+            f"{self.finished}/{total} cells finished ({self.finished_here} in this sweep), "
+            f"{_clock(self.elapsed)} elapsed"
+        )
+        left = self.seconds_left
+        return text if left is None else f"{text}, about {_clock(left)} left"
+
+
+def sweep_status(sweep_dir: Path, now: float) -> SweepStatus:
+    """The state of the sweep in ``sweep_dir`` at time ``now`` (seconds since the epoch),
+    read off its folder: its start is when Hydra saved its config, its finished cells are
+    the ``metrics.json`` under it (Figure 1's fits aside)."""
+    started = (sweep_dir / SWEEP_CONFIG).stat().st_mtime
+    finished = [
+        path
+        for path in sweep_dir.rglob(METRICS_FILE)
+        if FIGURE_FITS not in path.relative_to(sweep_dir).parts
+    ]
+    return SweepStatus(
+        total=sweep_size(sweep_dir),
+        finished=len(finished),
+        finished_here=sum(path.stat().st_mtime >= started for path in finished),
+        elapsed=now - started,
+    )
+
+
+class SweepProgress(Callback):
+    """Hydra callback (``hydra.callbacks.progress`` in conf/config.yaml): one line per cell
+    of a sweep as it ends, in the process that ran the cell."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        cell = sweep_cell()
+        if cell is None or not config.get("progress", True):
+            return
+        hydra = HydraConfig.get()
+        status = sweep_status(Path(hydra.sweep.dir), datetime.datetime.now().timestamp())
+        log.info("sweep: %s; %s", status.line(), _cell_outcome(cell, job_return, status))
+
+
+def _cell_outcome(cell: str, job_return: JobReturn, status: SweepStatus) -> str:
+    if job_return.status == JobStatus.FAILED:
+        return f"{cell} failed"
+    metrics = finished_metrics(Path(HydraConfig.get().runtime.output_dir))
+    if metrics is None:
+        return f"{cell} wrote no result"
+    path = Path(HydraConfig.get().runtime.output_dir) / METRICS_FILE
+    started = datetime.datetime.now().timestamp() - status.elapsed
+    if path.stat().st_mtime < started:
+        return f"{cell} was already finished"
+    return f"{cell} took {metrics['timings']['total']:.1f} s"
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
