@@ -17,6 +17,7 @@ def sample_sphere(
     n: int, dim: int, radius: float, generator: torch.Generator, dtype: torch.dtype = torch.float64
 ) -> Tensor:
     """``n`` points uniform on the sphere of ``radius`` in ``dim`` dimensions: ``r g / |g|``."""
+    # on the CPU: one seeded stream on every device; moved by load_spheres
     g = torch.randn(n, dim, generator=generator, dtype=dtype)
     return radius * g / g.norm(dim=-1, keepdim=True)
 
@@ -41,7 +42,9 @@ def make_spheres(
             sample_sphere(n_outer, dim, r_outer, generator, dtype),
         ]
     )
+    # on the CPU: moved by load_spheres
     y = torch.cat([torch.zeros(n_inner, dtype=dtype), torch.ones(n_outer, dtype=dtype)])
+    # on the CPU: moved by load_spheres
     perm = torch.randperm(n, generator=generator)
     return x[perm], y[perm]
 

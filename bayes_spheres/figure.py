@@ -132,6 +132,7 @@ def conditional_density(
         if float(ends.max() - logp(phi.new_tensor([centre]))[0]) < -12:
             break
         half *= 2
+    # on the CPU: the figure draws with numpy
     t = torch.linspace(centre - half, centre + half, 2001, dtype=phi.dtype)
     lp = logp(t)
     dens = torch.exp(lp - lp.max())
@@ -143,6 +144,7 @@ def _background(ax, fit: Fit, extent: tuple[float, float, float, float]) -> None
     lo_x, hi_x, lo_y, hi_y = extent
     data = fit.data
     dtype = data.phi_train.dtype
+    # on the CPU: the figure draws with numpy
     g1, g2 = torch.meshgrid(
         torch.linspace(lo_x, hi_x, 240, dtype=dtype),
         torch.linspace(lo_y, hi_y, 240, dtype=dtype),

@@ -171,6 +171,7 @@ def prior_trace(model: SphereModel, latents: dict[str, Tensor], dim: int) -> pou
     """The trace of ``model.prior`` conditioned on draws of its latent sites (constrained
     space, any leading batch dimensions: the priors broadcast), so every derived site and
     every site's log density is the model's own."""
+    # on the CPU: a model with no latent sites
     like = next(iter(latents.values())) if latents else torch.zeros(())
     return poutine.trace(poutine.condition(model.prior, data=latents)).get_trace(dim, like)
 

@@ -54,7 +54,9 @@ def random_starts(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Uniform starting points on each sphere: ``x0`` [K, D], ``radius`` [K], ``label`` [K]."""
     x0 = torch.cat([sample_sphere(restarts_per_sphere, dim, r, generator, dtype) for r in radii])
+    # on the CPU: moved by ensemble_starts
     radius = torch.tensor(radii, dtype=dtype).repeat_interleave(restarts_per_sphere)
+    # on the CPU: moved by ensemble_starts
     label = torch.tensor([INNER, OUTER], dtype=dtype).repeat_interleave(restarts_per_sphere)
     return x0, radius, label
 

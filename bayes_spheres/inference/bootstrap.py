@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 def resample_counts(n: int, fits: int, generator: torch.Generator) -> Tensor:
     """How often each of ``n`` points is drawn in each of ``fits`` resamples: [fits, n]."""
+    # on the CPU: one seeded stream on every device; BatchedObjective moves the counts
     idx = torch.randint(n, (fits, n), generator=generator)
+    # on the CPU: as above
     ones = torch.ones(fits, n, dtype=torch.float64)
+    # on the CPU: as above
     return torch.zeros(fits, n, dtype=torch.float64).scatter_add_(1, idx, ones)
 
 
@@ -105,6 +108,7 @@ def fit(
     objective = BatchedObjective(model, data.phi_train, data.y_train, counts)
     start = data.phi_train.new_zeros(1, objective.size)
     if init == "map":
+        # on the CPU: counts, moved to the data by BatchedObjective
         full = BatchedObjective(model, data.phi_train, data.y_train, torch.ones(1, n))
         start, _ = batched_lbfgs(full, start, **settings)
     theta, info = batched_lbfgs(objective, start.expand(members, -1), **settings)

@@ -59,6 +59,7 @@ class Unsupported(ValueError):
 def minibatch(n: int, size: int) -> Tensor:
     """Pyro's subsample: a random ``size`` of ``range(n)``, or all of it in order (no draw)
     when ``size >= n``."""
+    # on the CPU: an index; the same draw on every device
     return torch.randperm(n)[:size] if size < n else torch.arange(n)
 
 

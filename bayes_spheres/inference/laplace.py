@@ -29,7 +29,9 @@ def jittered_cholesky(h: Tensor, max_tries: int = 10) -> tuple[Tensor, float]:
     """
     jitter = 0.0
     for _ in range(max_tries + 1):
-        chol, bad = torch.linalg.cholesky_ex(h + jitter * torch.eye(len(h), dtype=h.dtype))
+        chol, bad = torch.linalg.cholesky_ex(
+            h + jitter * torch.eye(len(h), dtype=h.dtype, device=h.device)
+        )
         if not bad:
             return chol, jitter
         jitter = 1e-10 * float(h.diagonal().abs().mean()) if jitter == 0.0 else 10 * jitter

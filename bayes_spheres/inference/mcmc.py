@@ -152,6 +152,7 @@ def _log_density(mcmc: MCMC, latents: dict[str, Tensor]) -> Tensor:
     :class:`~bayes_spheres.kernels.Slice` recorded it, or computed draw by draw (NUTS)."""
     chain_info = mcmc.diagnostics().get("log_density")
     if chain_info is not None:
+        # on the CPU: diagnostics
         return torch.tensor([chain_info[f"chain {c}"] for c in range(mcmc.num_chains)])
     kernel, transforms = mcmc.kernel, mcmc.transforms  # set up by the run in either regime
     chains, draws = next(iter(latents.values())).shape[:2]

@@ -100,6 +100,7 @@ def start_trajectory(
     v = torch.randn(z.shape, dtype=z.dtype, device=z.device)
     h0 = energy(z, v, logp_rest, gaussian)
     log_u = -h0 - torch.empty_like(h0).exponential_()
+    # on the CPU: a number of steps
     k = int(torch.randint(0, steps + 1, ()))
     return v, h0, log_u, k
 
@@ -310,6 +311,7 @@ class HamiltonianSliceSampler:
         else:
             z = split.to_z(theta)
             lp, grad = split.rest(z)
+        # on the CPU: a number
         eps = self.step_size * (0.9 + 0.2 * float(torch.rand(())))
         length = self.warmup_trajectory if self.warming_up else self.trajectory
         steps = min(max(1, round(length / eps)), MAX_LEAPFROGS)

@@ -64,6 +64,7 @@ class LogisticTarget:
         # the latent sites whose flattened values, in this order, are theta (where known)
         self.sites: dict[str, torch.Size] = {}
         self._basis: Tensor | None = None
+        # on the CPU: placeholders until setup
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
 
     def log_likelihood(self, theta: Tensor) -> Tensor:

@@ -121,6 +121,7 @@ class SliceSampler:
         """One update along every direction, in random order, then ``scale_moves`` scale moves;
         returns ``(theta, logp)``."""
         lines = target.lines(theta, self.basis)
+        # on the CPU: an order of directions
         order = torch.randperm(len(self.widths))
         widths = self.widths.tolist()
         for k in order.tolist():

@@ -230,6 +230,7 @@ class Slice(MCMCKernel):
             init = {k: torch.cat([v[None], init[k][1:]]) for k, v in self._initial_params.items()}
         self._shapes = {k: v.shape[1:] for k, v in init.items()}
         flat = [v.reshape(len(v), -1) for v in init.values()]
+        # on the CPU: a model with no latent sites
         initial = torch.cat(flat, 1) if flat else torch.zeros(chains, 0)
         self._batch = _ChainBatch(runner, initial.detach(), served=1)
         self._initial_params = self._unravel(initial[0])
@@ -317,6 +318,7 @@ class Slice(MCMCKernel):
             self._theta, self._logp = self._sampler.sweep(self._target, self._theta, self._logp)
         diverging = getattr(self._sampler, "diverging", None)
         if diverging is None:
+            # on the CPU: diagnostics
             diverging = torch.zeros(batch.size, dtype=torch.bool)
         batch.diverging.append(diverging.cpu())
         batch.log_density.append(self._logp.cpu() + self._target_constant)
