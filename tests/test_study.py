@@ -66,6 +66,7 @@ def test_hier_svi_row_gets_the_direction_scale_guide(compose_raw):
     [
         ("local", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
         ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+        ("submitit", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"),
         ("ray_cluster", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"),
     ],
 )
@@ -86,6 +87,41 @@ def test_slurm_launcher_settings():
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     assert launcher["cpus_per_task"] == 2 and launcher["timeout_min"] > 0
     assert launcher["submitit_folder"].startswith("${hydra.sweep.dir}")
+
+
+def test_slurm_differs_from_the_local_submitit_launcher_only_in_scheduler_keys():
+    """What runs through submitit locally (the slow test below) is what goes to SLURM: the
+    same task settings; SLURM's file adds only what a scheduler needs."""
+    local, slurm = (
+        OmegaConf.to_container(
+            compose_hydra(["experiment=table1", f"hydra/launcher={name}"]).hydra.launcher,
+            resolve=False,
+        )
+        for name in ("submitit", "slurm")
+    )
+    shared = set(local) - {"_target_"}
+    assert {k: slurm[k] for k in shared} == {k: local[k] for k in shared}
+    ours = set(OmegaConf.load(CONF / "hydra" / "launcher" / "slurm.yaml")) - {"defaults"}
+    assert ours - shared == {"partition", "account", "array_parallelism", "setup"}
+
+
+@pytest.mark.slow
+def test_a_sweep_through_submitit_runs_and_resumes(tmp_path):
+    """Table 1 (two rows) through submitit's local executor: each cell pickled and run as
+    its own job with its own log folder; every cell finished, the table built; a rerun
+    submits again and every cell is skipped as finished, byte for byte."""
+    res = sweep(tmp_path, launcher=["hydra/launcher=submitit"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    root = tmp_path / "sweep"
+    cells = sorted(root.glob("*/seed*/" + METRICS_FILE))
+    assert len(cells) == 4 and "| MAP | 2 |" in (root / "table1.md").read_text()
+    jobs = list((root / ".submitit").glob("*/*_log.out"))
+    assert len(jobs) == 4, jobs  # one log per cell, in per-task folders
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cells}
+    res = sweep(tmp_path, launcher=["hydra/launcher=submitit"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in cells} == before
+    assert len(list((root / ".submitit").glob("*/*_log.out"))) == 8
 
 
 def test_ray_launcher_keys_are_the_plugins_schema():
@@ -194,7 +230,10 @@ def test_report_command_rebuilds_the_table_and_fails_clearly_on_an_empty_folder(
     assert res.returncode != 0 and "no finished run" in res.stderr
 
 
-def sweep_command(tmp_path: Path, *extra: str) -> list[str]:
+LOCAL_ONE_JOB = ("hydra.launcher.n_jobs=1",)
+
+
+def sweep_command(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> list[str]:
     return [sys.executable, "-m", "bayes_spheres.app",
         "experiment=table1",
         "scale=quick",
@@ -206,15 +245,15 @@ def sweep_command(tmp_path: Path, *extra: str) -> list[str]:
         "progress=false",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         "hydra.callbacks.table1.figure=false",
-        "hydra.launcher.n_jobs=1",
+        *launcher,
         "extra_attacks.simplex.vertex_starts=2",
         *extra,
     ]  # fmt: skip
 
 
-def sweep(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def sweep(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> subprocess.CompletedProcess:
     return subprocess.run(
-        sweep_command(tmp_path, *extra),
+        sweep_command(tmp_path, *extra, launcher=launcher),
         capture_output=True,
         text=True,
         timeout=300,
