@@ -13,7 +13,7 @@ from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import validate
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference.svi import SGDSettings
-from bayes_spheres.pipeline import METRICS_FILE, RESAMPLE_SEED_OFFSET, run
+from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE, RESAMPLE_SEED_OFFSET, run
 
 SMALL = [
     "members=20",
@@ -64,6 +64,7 @@ def test_svi_run_writes_posterior_and_elbo(svi_run):
         "elbo.csv",
         "elbo.png",
         METRICS_FILE,
+        LOCK_FILE,
     }
     assert metrics["inference"] == "svi" and metrics["members"] == 20
     assert metrics["inference_info"]["svi"]["steps"] == 200
