@@ -98,7 +98,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
             if done is None:
                 return _run_claimed(cfg, plan, out, digest)
     log.info("%s already holds a finished run; skipping (force=true reruns it)", out)
-    _print_outside_sweeps(done)
+    _print_outside_sweeps(done, out)
     return done
 
 
@@ -143,12 +143,12 @@ def _run_claimed(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[st
     finally:
         torch.set_default_dtype(previous_dtype)
         torch.set_num_threads(previous_threads)
-    _print_outside_sweeps(result)
+    _print_outside_sweeps(result, out)
     return result
 
 
 def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
-    cell = sweep_cell()
+    cell = sweep_cell(out)
     timings = Timings(cell)
     start = time.perf_counter()
 
@@ -233,9 +233,9 @@ def _fit(plan: Plan, data: SphereData, members: int, seed: int, progress: bool) 
     )
 
 
-def _print_outside_sweeps(metrics: dict[str, Any]) -> None:
+def _print_outside_sweeps(metrics: dict[str, Any], out: Path) -> None:
     """A single run prints its metrics; a sweep's cells leave theirs in their folders."""
-    if sweep_cell() is None:
+    if sweep_cell(out) is None:
         print(json.dumps(metrics, sort_keys=True), flush=True)
 
 
@@ -243,16 +243,16 @@ def _hydra_output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def sweep_cell() -> str | None:
-    """This job's folder relative to its sweep folder (``mcmc/seed1``), or None outside a
-    sweep (a single run, or no Hydra at all)."""
+def sweep_cell(out: Path) -> str | None:
+    """The run folder ``out`` relative to its sweep folder (``mcmc/seed1``) when this
+    process runs a sweep's cell or its callbacks (Figure 1's fits); None in a single run,
+    without Hydra, or for a folder outside the sweep's."""
     if not HydraConfig.initialized():
         return None
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         return None
-    output = Path(hydra.runtime.output_dir)
     try:
-        return str(output.relative_to(Path(hydra.sweep.dir).resolve()))
+        return str(Path(out).resolve().relative_to(Path(hydra.sweep.dir).resolve()))
     except ValueError:
-        return str(output)
+        return None

@@ -55,7 +55,8 @@ class SweepStatus:
     total: int | None  # cells in the sweep
     finished: int  # cells with a finished run, from this sweep or an earlier one
     finished_here: int  # of which finished since this sweep started
-    elapsed: float  # seconds since this sweep started
+    started: float  # when this sweep started (seconds since the epoch)
+    elapsed: float  # seconds since then
 
     @property
     def seconds_left(self) -> float | None:
@@ -88,6 +89,7 @@ def sweep_status(sweep_dir: Path, now: float) -> SweepStatus:
         total=sweep_size(sweep_dir),
         finished=len(finished),
         finished_here=sum(path.stat().st_mtime >= started for path in finished),
+        started=started,
         elapsed=now - started,
     )
 
@@ -97,23 +99,22 @@ class SweepProgress(Callback):
     of a sweep as it ends, in the process that ran the cell."""
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        cell = sweep_cell()
+        hydra = HydraConfig.get()
+        out = Path(hydra.runtime.output_dir)
+        cell = sweep_cell(out)
         if cell is None or not config.get("progress", True):
             return
-        hydra = HydraConfig.get()
         status = sweep_status(Path(hydra.sweep.dir), datetime.datetime.now().timestamp())
-        log.info("sweep: %s; %s", status.line(), _cell_outcome(cell, job_return, status))
+        log.info("sweep: %s; %s", status.line(), _cell_outcome(cell, out, job_return, status))
 
 
-def _cell_outcome(cell: str, job_return: JobReturn, status: SweepStatus) -> str:
+def _cell_outcome(cell: str, out: Path, job_return: JobReturn, status: SweepStatus) -> str:
     if job_return.status == JobStatus.FAILED:
         return f"{cell} failed"
-    metrics = finished_metrics(Path(HydraConfig.get().runtime.output_dir))
+    metrics = finished_metrics(out)
     if metrics is None:
         return f"{cell} wrote no result"
-    path = Path(HydraConfig.get().runtime.output_dir) / METRICS_FILE
-    started = datetime.datetime.now().timestamp() - status.elapsed
-    if path.stat().st_mtime < started:
+    if (out / METRICS_FILE).stat().st_mtime < status.started:
         return f"{cell} was already finished"
     return f"{cell} took {metrics['timings']['total']:.1f} s"
 

@@ -234,3 +234,25 @@ def test_every_config_combination_runs_at_tiny_scale(compose, tmp_path, model, i
     assert metrics["model"] == model and metrics["attack"] == attack
     for key in ("ensemble.npz", "adversarial_points.npz", METRICS_FILE):
         assert (tmp_path / key).is_file()
+
+
+def test_a_sweeps_callbacks_see_their_own_folders_as_cells(tmp_path):
+    """In a sweep's parent process (where Table1Callback makes Figure 1's fits) Hydra's job
+    folder is unset: a run folder is named by its place under the sweep folder, and a
+    folder elsewhere is not a sweep cell (it keeps its bars and prints its metrics)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from bayes_spheres.pipeline import sweep_cell
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        overrides = ["experiment=table1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    assert sweep_cell(tmp_path) is None  # no Hydra
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert sweep_cell(tmp_path / "sweep" / "figure1_fits" / "mcmc") == "figure1_fits/mcmc"
+        assert sweep_cell(tmp_path / "elsewhere") is None
+    finally:
+        HydraConfig.instance().cfg = None
