@@ -325,13 +325,20 @@ def test_a_two_process_sweep_shows_lines_not_bars(tmp_path):
 
 
 def test_scaling_rows_and_plot(tmp_path):
-    for inference, n, adv in (("map", 250, 0.9), ("map", 1000, 0.5), ("mcmc", 250, 0.4)):
-        out = tmp_path / inference / f"n{n}"
+    """A row per (inference, D, N) with the mean and standard error over its seeds."""
+    cells = (
+        ("map", 250, 0, 0.9),
+        ("map", 1000, 0, 0.5),
+        ("map", 1000, 1, 0.7),
+        ("mcmc", 250, 0, 0.4),
+    )
+    for inference, n, seed, adv in cells:
+        out = tmp_path / inference / f"n{n}" / f"seed{seed}"
         out.mkdir(parents=True)
         metrics = {
             "model": "flat",
             "inference": inference,
-            "seed": 0,
+            "seed": seed,
             "dim": 50,
             "n_train": n,
             "avg_confidence": 0.99,
@@ -344,15 +351,20 @@ def test_scaling_rows_and_plot(tmp_path):
         }
         (out / METRICS_FILE).write_text(json.dumps(metrics))
     rows = report.scaling_rows(report.collect(tmp_path))
-    assert [(r["inference"], r["n_train"]) for r in rows] == [
-        ("map", 250),
-        ("map", 1000),
-        ("mcmc", 250),
+    assert [(r["inference"], r["n_train"], r["seeds"]) for r in rows] == [
+        ("map", 250, 1),
+        ("map", 1000, 2),
+        ("mcmc", 250, 1),
     ]
-    assert rows[1]["adversarial_error"] == 0.5 and rows[1]["adv_simplex"] == pytest.approx(0.51)
+    assert rows[1]["adversarial_error"] == pytest.approx(0.6)
+    assert rows[1]["adversarial_error_se"] == pytest.approx(0.1)  # stdev 0.1414 / sqrt(2)
+    assert rows[1]["adv_simplex"] == pytest.approx(0.61)
+    assert rows[0]["adversarial_error_se"] is None  # one seed: no standard error
     assert rows[0]["certified_bound"] == pytest.approx(0.95)
     md, png = report.write_scaling(tmp_path)
-    assert "| map | 50 | 1000 | 1 | 0.990 | 0.500 | 0.510 |" in md.read_text()
+    text = md.read_text()
+    assert "| map | 50 | 250 | 1 | 0.990 | 0.900 | 0.910 |" in text
+    assert "| map | 50 | 1000 | 2 | 0.990 ± 0.000 | 0.600 ± 0.100 | 0.610 ± 0.100 |" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -12,7 +12,7 @@ from bayes_spheres.io import atomic_path, atomic_write
 from bayes_spheres.report.columns import ATTACK_COLUMNS, COLUMNS, readers
 from bayes_spheres.report.markdown import markdown_table
 from bayes_spheres.report.runs import Run, collect_some, runs_frame
-from bayes_spheres.report.summary import column_means, format_mean_se
+from bayes_spheres.report.summary import column_means_and_ses, format_mean_se
 
 SETTING = ["inference", "dim", "n_train"]
 SUMMARISED = [COLUMNS[0], COLUMNS[1], *ATTACK_COLUMNS]
@@ -20,32 +20,42 @@ KEYS = [key for key, _, _ in SUMMARISED]
 
 
 def scaling_frame(runs: list[Run]) -> pd.DataFrame:
-    """A row per (inference, D, N), sorted: seeds and the mean over seeds of confidence and
-    adversarial error by attack (``None`` where no seed has it)."""
+    """A row per (inference, D, N), sorted: seeds, and the mean over seeds of confidence and
+    adversarial error by attack with its standard error (``<key>_se``; ``None`` where no
+    seed has the reading, or only one has)."""
     per_run = runs_frame(runs, {key: lambda r, key=key: r[key] for key in SETTING})
     per_run = per_run.join(runs_frame(runs, readers(SUMMARISED)))
     records = [
         {**dict(zip(SETTING, setting, strict=True)), "seeds": len(group)}
-        | column_means(group, KEYS)
+        | column_means_and_ses(group, KEYS)
         for setting, group in per_run.groupby(SETTING, sort=True, dropna=False)
     ]
-    return pd.DataFrame(records, columns=[*SETTING, "seeds", *KEYS], dtype=object)
+    columns = [*SETTING, "seeds", *(name for key in KEYS for name in (key, f"{key}_se"))]
+    return pd.DataFrame(records, columns=columns, dtype=object)
 
 
 def scaling_rows(runs: list[Run]) -> list[dict[str, Any]]:
-    """One dict per (inference, D, N): adversarial error by attack, mean over seeds."""
+    """One dict per (inference, D, N): adversarial error by attack, mean and standard error
+    over seeds."""
     return scaling_frame(runs).to_dict("records")
 
 
 def scaling_markdown(table: pd.DataFrame) -> str:
-    """``scaling.md``: a line per (inference, D, N) of :func:`scaling_frame`."""
+    """``scaling.md``: a line per (inference, D, N) of :func:`scaling_frame`, each reading
+    as mean ± standard error over its seeds."""
     cells = pd.DataFrame(
         {
             "inference": table["inference"],
             "D": table["dim"].map(str),
             "N": table["n_train"].map(str),
             "seeds": table["seeds"].map(str),
-            **{key: table[key].map(lambda v: format_mean_se(v, None)) for key in KEYS},
+            **{
+                key: [
+                    format_mean_se(m, se)
+                    for m, se in zip(table[key], table[f"{key}_se"], strict=True)
+                ]
+                for key in KEYS
+            },
         },
         columns=["inference", "D", "N", "seeds", *KEYS],
     )
@@ -53,26 +63,38 @@ def scaling_markdown(table: pd.DataFrame) -> str:
 
 
 def plot_scaling(table: pd.DataFrame, png: Path) -> None:
-    """Adversarial error against N, a panel per D, a line per inference (dashed: simplex
-    attack, dotted: certified bound, where every point has one)."""
+    """Adversarial error against N, a panel per D, a line per inference (solid: PGD, dashed:
+    simplex attack, dotted: certified bound, each drawn where every point has it); error
+    bars of one standard error over seeds where a point has two or more."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    styles = {"adversarial_error": "o-", "adv_simplex": "s--", "certified_bound": ":"}
+    widths = {"adversarial_error": 1.5, "adv_simplex": 1.0, "certified_bound": 1.0}
     dims = sorted(set(table["dim"]))
     fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.8), squeeze=False)
     for ax, dim in zip(axes[0], dims, strict=True):
         for inference in sorted(set(table["inference"])):
             mine = table[(table["dim"] == dim) & (table["inference"] == inference)]
-            n = mine["n_train"].tolist()
-            (line,) = ax.plot(n, mine["adversarial_error"].tolist(), "o-", label=inference)
-            if all(v is not None for v in mine["certified_bound"]):
-                bound = mine["certified_bound"].tolist()
-                ax.plot(n, bound, ":", color=line.get_color(), lw=1)
-            if all(v is not None for v in mine["adv_simplex"]):
-                simplex = mine["adv_simplex"].tolist()
-                ax.plot(n, simplex, "s--", color=line.get_color(), ms=3, lw=1)
+            color = None
+            for key, style in styles.items():
+                if any(v is None for v in mine[key]):
+                    continue
+                errors = [0.0 if se is None else se for se in mine[f"{key}_se"]]
+                drawn = ax.errorbar(
+                    mine["n_train"].tolist(),
+                    mine[key].tolist(),
+                    yerr=errors,
+                    fmt=style,
+                    color=color,
+                    ms=4 if key == "adversarial_error" else 3,
+                    lw=widths[key],
+                    capsize=2,
+                    label=inference if key == "adversarial_error" else None,
+                )
+                color = drawn.lines[0].get_color()
         ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("training points N")
