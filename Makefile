@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
 .PHONY: venv study study-one-seed figure scaling test test-slow lint format clean
 
@@ -37,7 +38,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
-test-slow: $(STAMP)
+# The slow tests include a sweep on a local Ray cluster: they need the ray extra.
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $(RAY_STAMP)
+
+test-slow: $(RAY_STAMP)
 	$(BIN)/python -m pytest -m slow
 
 format: $(STAMP)

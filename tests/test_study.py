@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,9 +132,86 @@ def test_a_sweep_through_submitit_runs_and_resumes(tmp_path):
     assert len(list((root / ".submitit").glob("*/*_log.out"))) == 8
 
 
+# Ray servers listen on the node's address; with this switch Ray takes 127.0.0.1 as the
+# node's address, so a test cluster listens on the loopback interface only.
+RAY_ON_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def ray_head(log: Path) -> Iterator[tuple[str, Path]]:
+    """A one-node Ray cluster on 127.0.0.1 (``ray start --head --block`` in its own process
+    group): yields its address and temp folder; stops the processes it started, by their
+    process group, and nothing else."""
+    ray = Path(sys.executable).with_name("ray")
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
+    port = _free_port()
+    command = [str(ray), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+        "--port", str(port), "--ray-client-server-port", str(_free_port()), "--num-cpus", "2",
+        "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp),
+        "--object-store-memory", str(200 * 2**20)]  # fmt: skip
+    with log.open("w") as out:
+        head = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **RAY_ON_LOOPBACK},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert head.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", temp
+    finally:
+        head.send_signal(signal.SIGTERM)  # ray start drains and stops its servers
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        if _group_alive(head.pid):
+            os.killpg(head.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _group_alive(head.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_through_a_ray_cluster_runs_every_cell_on_it(tmp_path, monkeypatch):
+    """Table 1 (two rows) through ``hydra/launcher=ray_cluster`` on a Ray cluster started
+    here: every cell ran as a Ray task (its log lines are in the cluster's worker logs),
+    finished, and the table was built; the cluster is stopped afterwards."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="needs the ray extra")
+    with ray_head(tmp_path / "head.log") as (address, temp):
+        for name, value in {**RAY_ON_LOOPBACK, "RAY_ADDRESS": address}.items():
+            monkeypatch.setenv(name, value)
+        res = sweep(tmp_path, launcher=["hydra/launcher=ray_cluster"])
+        assert res.returncode == 0, res.stderr[-3000:]
+        worker_logs = "".join(p.read_text() for p in temp.glob("session_*/logs/worker-*"))
+    root = tmp_path / "sweep"
+    cells = sorted(root.glob("*/seed*/" + METRICS_FILE))
+    assert len(cells) == 4 and "| MAP | 2 |" in (root / "table1.md").read_text()
+    assert f"'address': '{address}'" in res.stdout + res.stderr
+    for cell in cells:
+        assert f"wrote {cell}" in worker_logs
+
+
 def test_ray_launcher_keys_are_the_plugins_schema():
-    """hydra-ray-launcher (an optional extra, not installed in CI) takes ``ray.init`` and
-    ``ray.remote`` (its RayLauncherConf); nothing else may be set."""
+    """hydra-ray-launcher (the ``ray`` extra; ``make test-slow`` installs it) takes
+    ``ray.init`` and ``ray.remote`` (its RayLauncherConf); nothing else may be set."""
     cfg = compose_hydra(["experiment=table1", "hydra/launcher=ray_cluster"])
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
     assert set(launcher) == {"_target_", "ray"}
