@@ -63,6 +63,8 @@ class Plan:
     extra_attacks: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = dataclasses.field(
         default_factory=dict
     )
+    # Mirror-ascent steps from each restart's best point (bayes_spheres/attack/strongest.py).
+    polish_steps: int = 200
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
@@ -232,6 +234,7 @@ def _build(cfg: DictConfig) -> Plan:
         dtype=DTYPES[cfg.dtype],
         device=torch.device(cfg.device),
         extra_attacks=extra_attacks,
+        polish_steps=_positive_int("polish_steps", cfg.get("polish_steps", 200), minimum=0),
     )
 
 

@@ -12,7 +12,8 @@ import torch
 from torch import Tensor
 
 from bayes_spheres.attack import AdversarialPoints, vertex_logits
-from bayes_spheres.data import INNER, OUTER
+from bayes_spheres.certificate import sphere_bound
+from bayes_spheres.data import INNER, OUTER, SquaredFeatures
 from bayes_spheres.ensemble import Ensemble
 
 SPHERES = {"inner": INNER, "outer": OUTER}
@@ -55,21 +56,51 @@ def resampled_error(points: AdversarialPoints, second: Ensemble) -> float:
     return adversarial_error(points.rescore(second))
 
 
+def adversarial_error_summary(points: AdversarialPoints) -> dict[str, object]:
+    """``{"mean", "max", "by_sphere"}``: the three readings above of one set of points."""
+    return {
+        "mean": adversarial_error(points),
+        "max": adversarial_error_max(points),
+        "by_sphere": adversarial_error_by_sphere(points),
+    }
+
+
 def worst_case_by_sphere(
-    ensemble: Ensemble, radii: tuple[float, float]
+    ensemble: Ensemble, radii: tuple[float, float], found: AdversarialPoints | None = None
 ) -> dict[str, dict[str, float]]:
-    """Per sphere: the best vertex for the ensemble, and a certified upper bound.
+    """Per sphere: the best vertex for the ensemble, and certified upper bounds.
 
     ``best_vertex`` is the ensemble's wrong-class probability at its worst vertex ``r e_j``
-    (a lower bound on the worst case; exact for one model). ``certified_bound`` is the mean
+    (a lower bound on the worst case; exact for one model). ``members_bound`` is the mean
     over members of each member's own worst case, an upper bound because the max of a mean
-    is at most the mean of the maxima. For one model the two are equal.
+    is at most the mean of the maxima. ``certified_bound`` is the least upper bound of
+    ``bayes_spheres/certificate.py`` (never above ``members_bound``), started from the best of
+    ``found`` on that sphere. For one model all three are equal. Raises if a bound is below
+    a point that was found (a bound that is not one).
     """
+    # The bound in float64 whatever the run's dtype; a found point may exceed it by the
+    # run's rounding only.
+    exact = Ensemble(
+        ensemble.w.double(), ensemble.b.double(), SquaredFeatures(
+            ensemble.features.mean.double(), ensemble.features.std.double()
+        )
+    )  # fmt: skip
+    rounding = 64 * torch.finfo(ensemble.w.dtype).eps
     out = {}
     for (name, label), r in zip(SPHERES.items(), radii, strict=True):
         p = torch.sigmoid(vertex_logits(ensemble, r, label))  # [S, D]
-        out[name] = {
-            "best_vertex": float(p.mean(0).max()),
-            "certified_bound": float(p.max(1).values.mean()),
-        }
+        best_vertex = float(p.mean(0).max())
+        start, best_found = None, best_vertex
+        if found is not None and bool((found.label == label).any()):
+            mine = found.label == label
+            k = int(found.wrong_prob[mine].argmax())
+            start = found.x[mine][k].double()
+            best_found = max(best_vertex, float(found.wrong_prob[mine][k]))
+        bound = sphere_bound(exact, r, label, start=start)
+        if bound.bound < best_found - rounding:
+            raise RuntimeError(
+                f"certificate on the {name} sphere: bound {bound.bound} below a point found "
+                f"({best_found}): the bound is wrong"
+            )
+        out[name] = {"best_vertex": best_vertex, **bound.as_dict()}
     return out

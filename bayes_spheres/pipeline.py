@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
 from bayes_spheres.artifacts import save_elbo, save_posterior, save_trace
+from bayes_spheres.attack.strongest import strongest
 from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.inference import Posterior
@@ -180,7 +181,7 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **plan.attack_settings
         )
         points.save(out / "adversarial_points.npz")
-    extra_attacks = {}
+    extra_attacks, same_restarts = {}, [points]
     for name, (attack, settings) in plan.extra_attacks.items():
         with timings(f"attack_{name}"):
             found = attack(ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **settings)
@@ -190,6 +191,13 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
                 "adversarial_error_max": M.adversarial_error_max(found),
                 "adversarial_error_by_sphere": M.adversarial_error_by_sphere(found),
             }
+        if torch.equal(found.label, points.label):  # the same restarts (not e.g. vertex)
+            same_restarts.append(found)
+    with timings("attack_strongest"):
+        best = strongest(ensemble, same_restarts, polish_steps=plan.polish_steps)
+        best.save(out / "adversarial_points_best.npz")
+    with timings("certificate"):
+        worst_case = M.worst_case_by_sphere(ensemble, data.radii, found=best)
     resampled = None
     if plan.resample:
         with timings("resample"):
@@ -210,7 +218,8 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             "adversarial_error": M.adversarial_error(points),
             "adversarial_error_max": M.adversarial_error_max(points),
             "adversarial_error_by_sphere": M.adversarial_error_by_sphere(points),
-            "worst_case_by_sphere": M.worst_case_by_sphere(ensemble, data.radii),
+            "adversarial_error_best": M.adversarial_error_summary(best),
+            "worst_case_by_sphere": worst_case,
             "resampled_error": resampled,
             "inference_info": posterior.info,
             "extra_attacks": extra_attacks,

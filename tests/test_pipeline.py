@@ -23,6 +23,7 @@ METRIC_KEYS = {
     "avg_confidence", "validation_error", "adversarial_error", "adversarial_error_max",
     "adversarial_error_by_sphere", "worst_case_by_sphere", "resampled_error",
     "inference_info", "timings", "row", "config_digest", "extra_attacks",
+    "adversarial_error_best",
 }  # fmt: skip
 
 
@@ -48,6 +49,7 @@ def test_run_writes_artifacts_and_documented_metrics(quick_run):
         "ensemble.npz",
         "posterior.nc",
         "adversarial_points.npz",
+        "adversarial_points_best.npz",  # the strongest attack's points
         METRICS_FILE,
         LOCK_FILE,  # the claim on the folder, left unlocked
     }
@@ -90,6 +92,16 @@ def test_run_artifacts_are_consistent_with_metrics(quick_run):
         assert exact["best_vertex"] == exact["certified_bound"]
         assert found <= exact["best_vertex"] + 1e-12
         assert found == pytest.approx(exact["best_vertex"], abs=1e-3), sphere
+    # the strongest attack: per restart at least PGD, and polished to the exact worst case
+    best = AdversarialPoints.load(out / "adversarial_points_best.npz")
+    assert torch.equal(best.label, pts.label) and (best.wrong_prob >= pts.wrong_prob).all()
+    assert metrics["adversarial_error_best"]["mean"] == pytest.approx(
+        float(best.wrong_prob.mean()), rel=1e-12
+    )
+    for sphere in ("inner", "outer"):
+        strongest = metrics["adversarial_error_best"]["by_sphere"][sphere]["max"]
+        exact = metrics["worst_case_by_sphere"][sphere]["best_vertex"]
+        assert exact - 1e-6 <= strongest <= exact + 1e-12
 
 
 def test_same_seed_same_metrics_different_seed_different(compose, quick_run, tmp_path):

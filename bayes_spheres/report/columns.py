@@ -27,6 +27,11 @@ def _both_spheres(run: Run, key: str) -> float | None:
     return None if not worst else (worst["inner"][key] + worst["outer"][key]) / 2
 
 
+def _strongest(run: Run) -> float | None:
+    found = run.get("adversarial_error_best")
+    return None if found is None else found["mean"]
+
+
 def _extra(run: Run, name: str) -> float | None:
     found = (run.get("extra_attacks") or {}).get(name)
     return None if found is None else found["adversarial_error"]
