@@ -60,6 +60,7 @@ def test_svi_run_writes_posterior_and_elbo(svi_run):
     assert {p.name for p in out.iterdir()} == {
         "ensemble.npz",
         "adversarial_points.npz",
+        "adversarial_points_best.npz",
         "posterior.nc",
         "elbo.csv",
         "elbo.png",
