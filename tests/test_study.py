@@ -354,6 +354,7 @@ def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path
     assert len(cells) == 4
     table = (root / "table1.md").read_text()
     assert "| MAP | 2 |" in table and "| Laplace | 2 |" in table
+    assert "| simplex attack | strongest attack | best vertex | certified bound |" in table
 
     # A sweep killed midway: one cell never finished (no metrics.json), another finished.
     killed = root / "laplace" / "seed1" / METRICS_FILE
@@ -429,6 +430,7 @@ def test_scaling_rows_and_plot(tmp_path):
             "avg_confidence": 0.99,
             "adversarial_error": adv,
             "extra_attacks": {"simplex": {"adversarial_error": adv + 0.01}},
+            "adversarial_error_best": {"mean": adv + 0.02},
             "worst_case_by_sphere": {
                 "inner": {"best_vertex": adv, "certified_bound": 1.0},
                 "outer": {"best_vertex": adv, "certified_bound": 0.9},
@@ -444,12 +446,16 @@ def test_scaling_rows_and_plot(tmp_path):
     assert rows[1]["adversarial_error"] == pytest.approx(0.6)
     assert rows[1]["adversarial_error_se"] == pytest.approx(0.1)  # stdev 0.1414 / sqrt(2)
     assert rows[1]["adv_simplex"] == pytest.approx(0.61)
+    assert rows[1]["adv_best"] == pytest.approx(0.62)
     assert rows[0]["adversarial_error_se"] is None  # one seed: no standard error
     assert rows[0]["certified_bound"] == pytest.approx(0.95)
     md, png = report.write_scaling(tmp_path)
     text = md.read_text()
-    assert "| map | 50 | 250 | 1 | 0.990 | 0.900 | 0.910 |" in text
-    assert "| map | 50 | 1000 | 2 | 0.990 ± 0.000 | 0.600 ± 0.100 | 0.610 ± 0.100 |" in text
+    assert "| map | 50 | 250 | 1 | 0.990 | 0.900 | 0.910 | 0.920 |" in text
+    assert (
+        "| map | 50 | 1000 | 2 | 0.990 ± 0.000 | 0.600 ± 0.100 | 0.610 ± 0.100 | 0.620 ± 0.100 |"
+        in text
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -37,11 +37,13 @@ def _extra(run: Run, name: str) -> float | None:
     return None if found is None else found["adversarial_error"]
 
 
-# How strong is the attack? Other attacks on the same ensemble (extra_attacks) and the exact
-# bounds: the best vertex is a point any attack could find; the certified bound (mean over
-# members of each member's worst case, averaged over the two spheres) no attack can exceed.
+# How strong is the attack? Other attacks on the same ensemble (extra_attacks), the strongest
+# attack (per restart the best point of all of them, polished) and the exact bounds: the best
+# vertex is a point any attack could find; the certified bound (bayes_spheres/certificate.py,
+# averaged over the two spheres) no attack can exceed.
 ATTACK_COLUMNS: list[Column] = [
     ("adv_simplex", "simplex attack", lambda r: _extra(r, "simplex")),
+    ("adv_best", "strongest attack", _strongest),
     ("best_vertex", "best vertex", lambda r: _both_spheres(r, "best_vertex")),
     ("certified_bound", "certified bound", lambda r: _both_spheres(r, "certified_bound")),
 ]
