@@ -104,6 +104,7 @@ class SphereBound:
             "certified_bound": self.bound,
             "members_bound": self.members_bound,
             "certificate_point": self.found,
+            "certificate_relaxed": self.relaxed,
             "certificate_gap": self.gap,
             "certificate_iterations": self.iterations,
         }
