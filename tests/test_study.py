@@ -69,6 +69,53 @@ def test_hier_svi_row_gets_the_direction_scale_guide(compose_raw):
     assert cfg.inference.guide == "direction_scale" and cfg.model.learn_prior
 
 
+def sweeper_jobs(overrides: list[str], **settings) -> list[list[str]]:
+    """The jobs Table 1's sweeper makes of these overrides (its params come first, as in
+    Hydra's sweep), one batch."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import instantiate
+
+    node = compose_hydra(["experiment=table1"]).hydra.sweeper
+    sweeper = instantiate(node, **settings)
+    params = [f"{k}={v}" for k, v in node.params.items()]
+    parsed = OverridesParser.create().parse_overrides(params + overrides)
+    (jobs,) = sweeper.split_arguments(parsed, None)
+    return jobs
+
+
+def seeds_of(jobs: list[list[str]]) -> dict[str, list[int]]:
+    seeds: dict[str, list[int]] = {}
+    for job in jobs:
+        values = dict(assignment.lstrip("+").split("=", 1) for assignment in job)
+        seeds.setdefault(values["experiment/table1"], []).append(int(values["seed"]))
+    return seeds
+
+
+def test_table1_runs_ten_seeds_of_the_cheap_rows_and_three_of_the_costly_ones():
+    seeds = seeds_of(sweeper_jobs([]))
+    assert set(seeds) == set(report.PAPER_ORDER)
+    for row in ("map", "laplace", "bootstrap"):
+        assert seeds[row] == list(range(10)), row
+    for row in ("mcmc", "svi", "hier_svi", "mcmc_shared_mean"):
+        assert seeds[row] == [0, 1, 2], row
+
+
+def test_the_seeds_by_cost_sweeper_takes_the_first_swept_seeds_of_a_row():
+    seeds = seeds_of(sweeper_jobs(["+experiment/table1=mcmc,map", "seed=7,3,5,9"]))
+    assert seeds == {"mcmc": [7, 3, 5], "map": [7, 3, 5, 9]}
+    assert seeds_of(sweeper_jobs(["seed=4"])) == {row: [4] for row in report.PAPER_ORDER}
+    assert seeds_of(sweeper_jobs(["+experiment/table1=map"], seeds={"map": 2})) == {"map": [0, 1]}
+
+
+def test_the_seeds_by_cost_sweeper_refuses_a_count_that_is_not_a_positive_integer():
+    from hydra.errors import HydraException
+
+    with pytest.raises(HydraException, match=r"seeds.mcmc=0.*integer >= 1"):
+        sweeper_jobs([], seeds={"mcmc": 0})
+    with pytest.raises(HydraException, match="'nonesuch', which this sweep does not set"):
+        sweeper_jobs([], row="nonesuch")
+
+
 @pytest.mark.parametrize(
     ("launcher", "target"),
     [
@@ -347,13 +394,17 @@ def sweep(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> subprocess.Com
 
 
 def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path):
-    res = sweep(tmp_path)
+    # seeds by cost through the CLI: MAP takes the first two of the three swept seeds
+    seeds_by_cost = ("seed=0,1,2", "+hydra.sweeper.seeds.map=2")
+    res = sweep(tmp_path, *seeds_by_cost)
     assert res.returncode == 0, res.stderr[-3000:]
     root = tmp_path / "sweep"
     cells = sorted(root.glob("*/seed*/" + METRICS_FILE))
-    assert len(cells) == 4
+    assert [c.parent.relative_to(root).as_posix() for c in cells] == [
+        "laplace/seed0", "laplace/seed1", "laplace/seed2", "map/seed0", "map/seed1"
+    ]  # fmt: skip
     table = (root / "table1.md").read_text()
-    assert "| MAP | 2 |" in table and "| Laplace | 2 |" in table
+    assert "| MAP | 2 |" in table and "| Laplace | 3 |" in table
     assert "| simplex attack | strongest attack | best vertex | certified bound |" in table
 
     # A sweep killed midway: one cell never finished (no metrics.json), another finished.
@@ -362,7 +413,7 @@ def test_sweep_builds_the_table_and_a_rerun_only_finishes_missing_cells(tmp_path
     kept = root / "map" / "seed0" / METRICS_FILE
     before = {p: p.read_bytes() for p in cells if p != killed}
     mtimes = {p: p.stat().st_mtime_ns for p in before}
-    res = sweep(tmp_path)
+    res = sweep(tmp_path, *seeds_by_cost)
     assert res.returncode == 0, res.stderr[-3000:]
     assert killed.is_file()  # the missing cell was run again
     for p, content in before.items():  # finished cells were skipped, byte for byte
