@@ -11,15 +11,31 @@ from bayes_spheres.io import atomic_path
 
 
 def save_posterior(
-    path: str | Path, samples: dict[str, Tensor], sample_stats: dict[str, Tensor] | None = None
+    path: str | Path,
+    samples: dict[str, Tensor],
+    sample_stats: dict[str, Tensor] | None = None,
+    log_likelihood: dict[str, Tensor] | None = None,
+    observed_data: dict[str, Tensor] | None = None,
+    log_likelihood_dtype: str = "float64",
 ) -> None:
     """Draws [chain, draw, ...] as ArviZ ``InferenceData`` in netCDF: the posterior group, and
-    a ``sample_stats`` group (e.g. MCMC's ``lp``, ``diverging`` [chain, draw]) when given."""
+    when given a ``sample_stats`` group (e.g. MCMC's ``lp``, ``diverging`` [chain, draw]), the
+    pointwise ``log_likelihood`` [chain, draw, N] (stored as ``log_likelihood_dtype``) and the
+    ``observed_data`` it belongs to, so ``az.loo``, ``az.waic`` and ``az.compare`` read it."""
     import arviz as az
 
-    posterior = {k: v.detach().cpu().numpy() for k, v in samples.items()}
-    stats = {k: v.detach().cpu().numpy() for k, v in (sample_stats or {}).items()}
-    idata = az.from_dict(posterior=posterior, sample_stats=stats or None)
+    def arrays(group: dict[str, Tensor] | None, dtype: str | None = None) -> dict | None:
+        if not group:
+            return None
+        values = {k: v.detach().cpu().numpy() for k, v in group.items()}
+        return values if dtype is None else {k: v.astype(dtype) for k, v in values.items()}
+
+    idata = az.from_dict(
+        posterior=arrays(samples),
+        sample_stats=arrays(sample_stats),
+        log_likelihood=arrays(log_likelihood, log_likelihood_dtype),
+        observed_data=arrays(observed_data),
+    )
     with atomic_path(path) as tmp:
         idata.to_netcdf(str(tmp))
 

@@ -31,6 +31,8 @@ from bayes_spheres.models import ModelName, SphereModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("cpu", "cuda")
+# `log_likelihood`: how posterior.nc stores the pointwise log-likelihood (none: not at all).
+LOG_LIKELIHOOD_DTYPES = ("float64", "float32", "none")
 # Keys that instantiate reads itself; every other key of a node is passed to its target.
 # (`_args_`, `_recursive_`, `_convert_` are not: the plan keeps keyword settings, built.)
 INSTANTIATE_KEYS = frozenset({"_target_", "_partial_"})
@@ -65,6 +67,8 @@ class Plan:
     )
     # Mirror-ascent steps from each restart's best point (bayes_spheres/attack/strongest.py).
     polish_steps: int = 200
+    # dtype of posterior.nc's pointwise log-likelihood; None: not written.
+    log_likelihood_dtype: str | None = "float64"
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
@@ -186,6 +190,7 @@ def validate(cfg: DictConfig) -> Plan:
         _positive_int("threads", cfg.threads)
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype={cfg.dtype!r}: allowed: {', '.join(DTYPES)}")
+    _log_likelihood_dtype(cfg)
     if cfg.device not in DEVICES:
         raise ConfigError(f"device={cfg.device!r}: allowed: {', '.join(DEVICES)}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -235,7 +240,15 @@ def _build(cfg: DictConfig) -> Plan:
         device=torch.device(cfg.device),
         extra_attacks=extra_attacks,
         polish_steps=_positive_int("polish_steps", cfg.get("polish_steps", 200), minimum=0),
+        log_likelihood_dtype=_log_likelihood_dtype(cfg),
     )
+
+
+def _log_likelihood_dtype(cfg: DictConfig) -> str | None:
+    value = cfg.get("log_likelihood", "float64")
+    if str(value) not in LOG_LIKELIHOOD_DTYPES:
+        raise ConfigError(f"log_likelihood={value!r}: allowed: {', '.join(LOG_LIKELIHOOD_DTYPES)}")
+    return None if str(value) == "none" else str(value)
 
 
 def _attack(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:

@@ -8,7 +8,9 @@ derived), so that every inference method yields the same kind of ensemble.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -181,3 +183,45 @@ def weights_of(model: SphereModel, latents: dict[str, Tensor], dim: int) -> tupl
     (constrained space, batch dimensions ``...``); ``b`` is 0 where the model has no bias."""
     w, b = prior_trace(model, latents, dim).nodes["_RETURN"]["value"]
     return w, b.expand(w.shape[:-1])
+
+
+def pointwise_log_likelihood(
+    model: Callable[..., Any], samples: dict[str, Tensor], *args: Any, **kwargs: Any
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``log p(y_n | draw)`` of each observed site of ``model(*args, **kwargs)`` at every draw,
+    and the observed values: ``({site: [chain, draw, N]}, {site: [N]})``, the
+    ``log_likelihood`` and ``observed_data`` groups ``az.from_pyro`` writes.
+
+    ``samples`` holds draws [chain, draw, ...] of the model's sites (latent or derived, as
+    :class:`~bayes_spheres.inference.Posterior` keeps them); each draw conditions the model
+    and the observed sites' densities are read off its trace, so whatever likelihood a model
+    states is the one evaluated. Sites named in ``samples`` and deterministic sites are not
+    data. Draw by draw: no assumption about how a model broadcasts.
+    """
+    chains, draws = next(iter(samples.values())).shape[:2]
+    per_draw: dict[str, list[Tensor]] = {}
+    observed: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for chain in range(chains):
+            for index in range(draws):
+                draw = {name: value[chain, index] for name, value in samples.items()}
+                trace = poutine.trace(poutine.condition(model, data=draw)).get_trace(
+                    *args, **kwargs
+                )
+                for name, site in trace.nodes.items():
+                    if (
+                        site["type"] == "sample"
+                        and site["is_observed"]
+                        and name not in draw
+                        and not site["infer"].get("_deterministic", False)
+                    ):
+                        log_prob = site["fn"].log_prob(site["value"])
+                        per_draw.setdefault(name, []).append(log_prob)
+                        observed[name] = site["value"]
+    if not per_draw:
+        raise ValueError(f"{model!r} has no observed site for these arguments")
+    log_likelihood = {
+        name: torch.stack(values).reshape(chains, draws, *values[0].shape)
+        for name, values in per_draw.items()
+    }
+    return log_likelihood, observed

@@ -29,6 +29,7 @@ from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
+from bayes_spheres.models import pointwise_log_likelihood
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,19 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     with timings("inference"):
         posterior = _fit(plan, data, cfg.members, cfg.seed, progress)
         posterior.ensemble.save(out / "ensemble.npz")
-        save_posterior(out / "posterior.nc", posterior.samples, posterior.sample_stats)
+        log_likelihood, observed = None, None
+        if plan.log_likelihood_dtype is not None:
+            log_likelihood, observed = pointwise_log_likelihood(
+                plan.model, posterior.samples, data.phi_train, data.y_train
+            )
+        save_posterior(
+            out / "posterior.nc",
+            posterior.samples,
+            posterior.sample_stats,
+            log_likelihood,
+            observed,
+            log_likelihood_dtype=plan.log_likelihood_dtype or "float64",
+        )
         if "lp" in posterior.sample_stats:  # MCMC chains
             save_trace(out / "trace.png", posterior.samples, posterior.sample_stats["lp"])
         if posterior.elbo is not None:

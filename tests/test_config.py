@@ -53,6 +53,7 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         (["seed=-1"], ["seed=-1", ">= 0"]),
         (["dtype=float16"], ["float16", "float64", "float32"]),
         (["device=tpu"], ["tpu", "cpu", "cuda"]),
+        (["log_likelihood=int8"], ["log_likelihood='int8'", "float64", "float32", "none"]),
         (
             ["model=hier_centered", "inference=map"],
             ["hier_centered", "map", "flat", "hier_noncentered", "shared_mean"],

@@ -16,6 +16,7 @@ from bayes_spheres.models import (
     ModelName,
     SharedMean,
     activation,
+    pointwise_log_likelihood,
     weights_of,
 )
 
@@ -264,3 +265,53 @@ def test_centered_and_noncentered_give_same_prior_on_w():
     assert abs(m1 - m2) < 5 * sd_log_abs * math.sqrt(2 / n)
     assert abs(f1 - f2) < 5 * math.sqrt(2 * p_small * (1 - p_small) / n)
     assert abs(c1 - c2) < 5 * (1 - rho**2) * math.sqrt(2 / n)
+
+
+def bernoulli_pointwise(phi: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    a = phi @ w + b
+    return y * a - np.logaddexp(0.0, a)
+
+
+@pytest.mark.parametrize(
+    ("make", "latents"),
+    [
+        (lambda: Flat(), ("w", "b")),
+        (lambda: Hierarchical(centered=False), ("s", "w_decentered", "b")),
+        (lambda: SharedMean(), ("mu", "w", "b")),
+    ],
+)
+def test_pointwise_log_likelihood_is_each_draws_bernoulli_log_density(point, make, latents):
+    """[chain, draw, N] over the observed site only: the latents, derived sites (the
+    non-centred model's w) and the plate are not data; each value is the hand-written
+    Bernoulli log density of that draw at that point."""
+    model = make()
+    g = torch.Generator().manual_seed(3)
+    chains, draws = 2, 3
+    shapes = {"w": (D,), "w_decentered": (D,), "b": (), "mu": ()}
+    samples = {
+        k: (
+            torch.rand(chains, draws, generator=g, dtype=torch.float64) + 0.5
+            if k == "s"
+            else torch.randn(chains, draws, *shapes[k], generator=g, dtype=torch.float64)
+        )
+        for k in latents
+    }
+    if "w_decentered" in samples:  # the derived site, as Posterior.samples keeps it
+        samples["w"] = samples["s"][..., None] * samples["w_decentered"]
+    log_lik, observed = pointwise_log_likelihood(model, samples, point["phi"], point["y"])
+    assert set(log_lik) == {"y"} and set(observed) == {"y"}
+    assert log_lik["y"].shape == (chains, draws, N)
+    np.testing.assert_array_equal(np_(observed["y"]), np_(point["y"]))
+    for c in range(chains):
+        for d in range(draws):
+            expected = bernoulli_pointwise(
+                np_(point["phi"]), np_(point["y"]), np_(samples["w"][c, d]),
+                float(samples["b"][c, d]),
+            )  # fmt: skip
+            np.testing.assert_allclose(np_(log_lik["y"][c, d]), expected, rtol=1e-12)
+
+
+def test_pointwise_log_likelihood_needs_an_observed_site(point):
+    samples = {"w": torch.zeros(1, 1, D, dtype=torch.float64)}
+    with pytest.raises(ValueError, match="no observed site"):
+        pointwise_log_likelihood(Flat(bias=False), samples, point["phi"])

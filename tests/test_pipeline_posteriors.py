@@ -93,6 +93,39 @@ def test_posterior_nc_is_arviz_inference_data(svi_run):
     )
 
 
+def test_posterior_nc_has_the_pointwise_log_likelihood_that_az_loo_reads(svi_run):
+    """log_likelihood [chain, draw, N] over the training points and observed_data, stored in
+    float64 (conf/config.yaml): az.loo and az.waic run on the saved file."""
+    cfg, out, _, fits = svi_run
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert {"log_likelihood", "observed_data"} <= set(idata.groups())
+    log_lik = idata.log_likelihood["y"]
+    assert log_lik.shape == (1, 20, 60) and log_lik.dtype == np.float64
+    from bayes_spheres.data import load_spheres
+
+    d = cfg.data
+    data = load_spheres(d.dim, d.n_train, d.n_val, d.r_inner, d.r_outer, seed=d.seed)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, data.y_train.numpy())
+    _, first = fits[0]
+    logits = data.phi_train @ first.ensemble.w.T + first.ensemble.b  # [N, draws]
+    expected = torch.distributions.Bernoulli(logits=logits.T).log_prob(data.y_train)
+    np.testing.assert_allclose(log_lik.values[0], expected.numpy(), rtol=1e-12, atol=1e-300)
+    with pytest.warns(UserWarning):  # separable data: Pareto k is high (docs/)
+        loo = az.loo(idata)
+    assert np.isfinite(loo["elpd_loo"]) and loo["elpd_loo"] <= 0
+    assert np.isfinite(az.waic(idata)["elpd_waic"])
+
+
+@pytest.mark.parametrize(("value", "stored"), [("float32", np.float32), ("none", None)])
+def test_log_likelihood_config_sets_its_dtype_or_leaves_it_out(compose, tmp_path, value, stored):
+    run(compose(["inference=map", f"log_likelihood={value}", *SMALL]), out_dir=tmp_path)
+    idata = az.from_netcdf(tmp_path / "posterior.nc")
+    if stored is None:
+        assert "log_likelihood" not in idata.groups()
+    else:
+        assert idata.log_likelihood["y"].dtype == stored
+
+
 def test_elbo_csv_is_the_trace(svi_run):
     _, out, _, fits = svi_run
     lines = (out / "elbo.csv").read_text().splitlines()
