@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres.pipeline import METRICS_FILE, finished_metrics, sweep_cell
@@ -37,15 +37,21 @@ SWEEP_CONFIG = "multirun.yaml"  # Hydra's sweeper saves the sweep's config here 
 
 def sweep_size(sweep_dir: Path) -> int | None:
     """How many cells the sweep started in ``sweep_dir`` has: its sweeper's ``params`` and
-    the command line's overrides, expanded as Hydra's basic sweeper expands them (None if
-    the sweep config is missing or another sweeper's syntax)."""
+    the command line's overrides, expanded by the configured sweeper as it expands them
+    (Hydra's basic sweeper or a subclass, e.g. Table 1's seeds by cost; None if the sweep
+    config is missing or another sweeper's)."""
     try:
         config = OmegaConf.load(sweep_dir / SWEEP_CONFIG)
-        params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-        arguments = [f"{key}={value}" for key, value in params.items()]
+        settings = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+        sweeper_class = get_class(settings.pop("_target_"))
+        # by its method, not issubclass: Hydra's plugin scan re-executes plugin modules
+        if not callable(getattr(sweeper_class, "split_arguments", None)):
+            return None
+        sweeper = sweeper_class(**settings)
+        arguments = [f"{key}={value}" for key, value in (settings.get("params") or {}).items()]
         arguments += list(OmegaConf.select(config, "hydra.overrides.task") or [])
         overrides = OverridesParser.create().parse_overrides(arguments)
-        return len(BasicSweeper.split_arguments(overrides, None)[0])
+        return len(sweeper.split_arguments(overrides, None)[0])
     except Exception:  # a display must never fail a cell
         return None
 

@@ -107,6 +107,19 @@ def test_the_seeds_by_cost_sweeper_takes_the_first_swept_seeds_of_a_row():
     assert seeds_of(sweeper_jobs(["+experiment/table1=map"], seeds={"map": 2})) == {"map": [0, 1]}
 
 
+@pytest.mark.parametrize(
+    ("overrides", "cells"),
+    [([], 42), (["seed=0"], 7), (["hydra.sweeper.params.seed='0,1,2,3'"], 24)],
+)
+def test_the_sweep_display_counts_the_cells_the_sweeper_runs(tmp_path, overrides, cells):
+    """The sweep line's total ("3/42 cells finished") is what Table 1's sweeper launches (4 rows
+    x 3 seeds + 3 rows x 10), not the grid of its params (70)."""
+    from bayes_spheres.progress import SWEEP_CONFIG, sweep_size
+
+    OmegaConf.save(compose_hydra(["experiment=table1", *overrides]), tmp_path / SWEEP_CONFIG)
+    assert sweep_size(tmp_path) == cells
+
+
 def test_the_seeds_by_cost_sweeper_refuses_a_count_that_is_not_a_positive_integer():
     from hydra.errors import HydraException
 
