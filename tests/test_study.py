@@ -325,6 +325,29 @@ def test_table1_rows_mean_standard_error_and_difference_from_the_paper(tmp_path)
     assert map_row["resampled_error"] is None and map_row["diff_resampled_error"] is None
 
 
+def test_the_bound_gap_is_the_certified_bound_less_the_worst_point_found(tmp_path):
+    fake_run(tmp_path, "mcmc", 0, adv=0.5, conf=0.97)
+    path = tmp_path / "mcmc" / "seed0" / METRICS_FILE
+    metrics = json.loads(path.read_text())
+    metrics["adversarial_error_best"] = {
+        "mean": 0.55,
+        "max": 0.7,
+        "by_sphere": {"inner": {"mean": 0.5, "max": 0.6}, "outer": {"mean": 0.6, "max": 0.7}},
+    }
+    metrics["worst_case_by_sphere"] = {
+        sphere: {"best_vertex": 0.5, "certified_bound": bound, "members_bound": 1.0}
+        for sphere, bound in (("inner", 0.9), ("outer", 1.0))
+    }
+    path.write_text(json.dumps(metrics))
+    (row,) = report.table1_rows(report.collect(tmp_path))
+    assert row["adv_best"] == pytest.approx(0.55)
+    assert row["adv_best_max"] == pytest.approx(0.65)  # (0.6 + 0.7) / 2
+    assert row["certified_bound"] == pytest.approx(0.95)
+    assert row["bound_gap"] == pytest.approx(0.95 - 0.65)
+    table = report.table1_markdown([row])
+    assert "| strongest, worst point | bound - worst point |" in table and "| 0.300 |" in table
+
+
 def test_readings_fit_measures_each_reading_against_the_paper(tmp_path):
     fake_run(tmp_path, "mcmc", 0, adv=0.5, conf=0.97)  # inner 0.4, outer 0.6, max 0.7
     fake_run(tmp_path, "map", 0, adv=0.8, conf=1.0)  # inner 0.7, outer 0.9, max 1.0

@@ -32,6 +32,22 @@ def _strongest(run: Run) -> float | None:
     return None if found is None else found["mean"]
 
 
+def _strongest_best_point(run: Run) -> float | None:
+    """The worst point any attack found, per sphere (max over restarts), mean of the two."""
+    found = run.get("adversarial_error_best")
+    if found is None:
+        return None
+    spheres = found["by_sphere"]
+    return (spheres["inner"]["max"] + spheres["outer"]["max"]) / 2
+
+
+def _bound_gap(run: Run) -> float | None:
+    """How far the certified bound is above the worst point found, per sphere, mean of two:
+    the width of the interval the true worst case lies in."""
+    bound, found = _both_spheres(run, "certified_bound"), _strongest_best_point(run)
+    return None if bound is None or found is None else bound - found
+
+
 def _extra(run: Run, name: str) -> float | None:
     found = (run.get("extra_attacks") or {}).get(name)
     return None if found is None else found["adversarial_error"]
@@ -46,6 +62,8 @@ ATTACK_COLUMNS: list[Column] = [
     ("adv_best", "strongest attack", _strongest),
     ("best_vertex", "best vertex", lambda r: _both_spheres(r, "best_vertex")),
     ("certified_bound", "certified bound", lambda r: _both_spheres(r, "certified_bound")),
+    ("adv_best_max", "strongest, worst point", _strongest_best_point),
+    ("bound_gap", "bound - worst point", _bound_gap),
 ]
 
 

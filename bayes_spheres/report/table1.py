@@ -125,9 +125,13 @@ def _fit_table(fits: dict[str, tuple[float, int]]) -> pd.DataFrame:
 
 
 def _attack_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    head = ["row", "PGD (the paper's attack)"] + [label for _, label, _ in ATTACK_COLUMNS]
+    head = ["row", "seeds", "PGD (the paper's attack)"] + [label for _, label, _ in ATTACK_COLUMNS]
     lines = [
-        [r["label"], format_mean_se(r["adversarial_error"], r["adversarial_error_se"])]
+        [
+            r["label"],
+            str(len(r["seeds"])),
+            format_mean_se(r["adversarial_error"], r["adversarial_error_se"]),
+        ]
         + [format_mean_se(r[key], r[f"{key}_se"]) for key, _, _ in ATTACK_COLUMNS]
         for r in rows
     ]
@@ -146,8 +150,11 @@ def table1_markdown(rows: list[dict[str, Any]]) -> str:
         )
     if any(r[key] is not None for r in rows for key, _, _ in ATTACK_COLUMNS):
         sections.append(
-            "Adversarial error by attack, mean over both spheres (certified bound: no point on "
-            "the spheres is worse):\n\n" + markdown_table(_attack_table(rows))
+            "Adversarial error by attack, mean over both spheres (the attacks: mean over "
+            "restarts; certified bound: no point on the spheres is worse; worst point: the "
+            "strongest attack's max over restarts, the least the true worst case can be; "
+            "bound - worst point: how far apart the two are):\n\n"
+            + markdown_table(_attack_table(rows))
         )
     return "\n\n".join(sections) + "\n"
 
