@@ -3,6 +3,8 @@ resampled error (paper, Table 1), and the configs that pair a model with an infe
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pytest
@@ -226,3 +228,31 @@ def test_attack_step_size_follows_the_inference(compose, inference, step_size):
     assert "attack_step_size" not in plan.fit_settings
     override = validate(compose([f"inference={inference}", "attack.step_size=0.003"]))
     assert override.attack_settings["step_size"] == 0.003
+
+
+def test_report_compare_runs_az_compare_over_run_folders(svi_run, compose, tmp_path, capsys):
+    """``bayes-spheres-report --compare`` on two run folders: az.compare's table and each
+    run's Pareto k, read from posterior.nc; a folder without log-likelihood is refused."""
+    from bayes_spheres.report import main
+    from bayes_spheres.report.compare import compare_runs
+
+    _, svi_dir, _, _ = svi_run
+    laplace_dir = tmp_path / "laplace"
+    run(compose(["inference=laplace", *SMALL]), out_dir=laplace_dir)
+    comparison, diagnostics = compare_runs([svi_dir, laplace_dir])
+    assert len(comparison) == 2 and comparison["rank"].tolist() == [0, 1]
+    assert set(diagnostics["points"]) == {60}
+    by_folder = {f"[{d.name}]": d for d in (svi_dir, laplace_dir)}
+    for _, row in diagnostics.iterrows():
+        (folder,) = [d for key, d in by_folder.items() if row["run"].endswith(key)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loo = az.loo(az.from_netcdf(folder / "posterior.nc"))
+        assert row["elpd_loo"] == pytest.approx(float(loo.elpd_loo), rel=1e-12)
+    main(["--compare", str(svi_dir), str(laplace_dir)])
+    out = capsys.readouterr().out
+    assert "az.compare" in out and "Pareto k per run" in out and "[laplace]" in out
+    bare = tmp_path / "bare"
+    run(compose(["inference=map", "log_likelihood=none", *SMALL]), out_dir=bare)
+    with pytest.raises(SystemExit, match="no log_likelihood group"):
+        main(["--compare", str(svi_dir), str(bare)])

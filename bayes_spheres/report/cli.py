@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from bayes_spheres.report.compare import compare_markdown
 from bayes_spheres.report.readings import readings_table
 from bayes_spheres.report.runs import collect
 from bayes_spheres.report.scaling import write_scaling
@@ -17,7 +18,9 @@ def main(argv: list[str] | None = None) -> None:
         description="Rebuild table1.md and table1.csv from the metrics.json files in a sweep "
         "folder (and print the table).",
     )
-    parser.add_argument("root", help="a run or sweep folder")
+    parser.add_argument(
+        "root", nargs="+", help="a run or sweep folder (with --compare: two or more run folders)"
+    )
     parser.add_argument(
         "--readings",
         action="store_true",
@@ -29,7 +32,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scaling", action="store_true", help="scaling.md and scaling.png (experiment=scaling)"
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="az.compare (PSIS-LOO) over the run folders' posterior.nc, with Pareto k",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        try:
+            print(compare_markdown(args.root), end="")
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"bayes-spheres-report: {err}") from err
+        return
+    if len(args.root) != 1:
+        parser.error(f"one folder expected (got {len(args.root)}); --compare takes several")
+    args.root = args.root[0]
     if args.scaling:
         try:
             print("\n".join(map(str, write_scaling(args.root))))
