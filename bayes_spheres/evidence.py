@@ -94,6 +94,7 @@ def temperature_schedule(temperatures: int, power: float = 4.0) -> Tensor:
         raise ValueError(f"temperatures={temperatures!r}: must be an integer >= 1")
     if not (power > 0 and math.isfinite(power)):
         raise ValueError(f"power={power!r}: must be a positive finite number")
+    # on the CPU: the schedule is read as Python floats
     return torch.linspace(0.0, 1.0, temperatures + 1, dtype=torch.float64) ** power
 
 
