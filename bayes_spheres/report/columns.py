@@ -34,10 +34,9 @@ def _strongest(run: Run) -> float | None:
 
 def _strongest_best_point(run: Run) -> float | None:
     """The worst point any attack found, per sphere (max over restarts), mean of the two."""
-    found = run.get("adversarial_error_best")
-    if found is None:
+    spheres = (run.get("adversarial_error_best") or {}).get("by_sphere")
+    if spheres is None:
         return None
-    spheres = found["by_sphere"]
     return (spheres["inner"]["max"] + spheres["outer"]["max"]) / 2
 
 
