@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job: Table 1 (7 rows x 3 seeds at the paper's scale, 2 local processes), then
+# The main job: Table 1 (7 rows at the paper's scale, 10 seeds of the cheap rows and 3 of the
+# costly ones, 2 local processes), then
 # table1.md, table1.csv and figure1.png in outputs/table1/paper/. Rerunning resumes.
 study: $(STAMP)
 	$(BIN)/bayes-spheres experiment=table1
