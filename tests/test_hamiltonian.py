@@ -85,6 +85,27 @@ def test_logistic_splitting_is_the_target():
     torch.testing.assert_close(grad, auto)
 
 
+def test_tempered_splitting_raises_the_likelihood_to_its_power():
+    """``splitting(beta=b)``: the same whitening, the rest ``b log p(y | theta)`` and its
+    gradient, so that ``log N(z; 0, I) + rest`` is the tempered target
+    ``log p(theta) + b log p(y | theta)`` up to a constant; ``b = 0`` leaves the prior."""
+    target = _target()
+    theta = torch.randn(6, 3, dtype=DT)
+    whole = target.splitting()
+    for beta in (0.0, 0.3):
+        split = target.splitting(beta=beta)
+        torch.testing.assert_close(split.chol, whole.chol)
+        z = split.to_z(theta)
+        lp, grad = split.rest(z)
+        lp_1, grad_1 = whole.rest(z)
+        torch.testing.assert_close(lp, beta * lp_1)
+        torch.testing.assert_close(grad, beta * grad_1)
+        total = lp - 0.5 * (z * z).sum(-1)
+        tempered = target.log_prior(theta) + beta * target.log_likelihood(theta)
+        diff = total - tempered
+        torch.testing.assert_close(diff, diff[:1].expand(6))
+
+
 def test_trajectory_returns_the_start_when_nothing_else_is_in_the_slice():
     """A step so large that every new state's energy is far above the slice: the chain stays."""
 
@@ -202,8 +223,9 @@ def test_directions_that_end_leave_the_posterior_exact(fast):
     ids=["all-forces", "default", "short-blocks", "blocks-cut", "dense-steps",
          "dense-products", "directions-end", "directions-end-dense"],
 )  # fmt: skip
+@pytest.mark.parametrize("beta", [1.0, 0.3], ids=["posterior", "tempered"])
 def test_linear_trajectory_is_the_generic_one(
-    monkeypatch, kick_below, block_steps, misjudged, candidates_max, gather_max, max_energy
+    monkeypatch, kick_below, block_steps, misjudged, candidates_max, gather_max, max_energy, beta
 ):
     """The fast integrator (activations carried with the state, blocks of steps in closed
     form from the kicks of a few candidate points) gives the same chain as the generic one
@@ -215,7 +237,9 @@ def test_linear_trajectory_is_the_generic_one(
     so blocks are cut and continued with more candidates); with every step dense (the
     fall-back when too many points are near), its kicks gathered or products; and with
     ``max_energy`` so small that a chain's directions end (:func:`truncate`) while the other
-    goes on, in blocks and in dense steps."""
+    goes on, in blocks and in dense steps. All of it also with the likelihood raised to the
+    power 0.3 (a tempered target, as annealed importance sampling moves through; from
+    ``a < 15`` only equal to 1e-5: weaker kicks let more points linger near the cut)."""
     from bayes_spheres.kernels import linear_trajectory as integrator
     from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
 
@@ -227,7 +251,7 @@ def test_linear_trajectory_is_the_generic_one(
     monkeypatch.setattr(integrator, "CANDIDATE_ELEMENTS", candidates_max)
     monkeypatch.setattr(integrator, "GATHER_ELEMENTS", gather_max)
     monkeypatch.setattr(integrator, "GATHER_COST", 0 if gather_max else integrator.GATHER_COST)
-    tol = 1e-9 if kick_below == 36.0 else 1e-6
+    tol = 1e-9 if kick_below == 36.0 else 1e-6 if beta == 1.0 else 1e-5
 
     g = torch.Generator().manual_seed(1)
     x = 30.0 * torch.randn(200, 4, generator=g, dtype=DT)
@@ -235,14 +259,17 @@ def test_linear_trajectory_is_the_generic_one(
     y = (x @ truth > 0).to(DT)
     target = LogisticTarget(x, y, torch.eye(4, dtype=DT), torch.zeros(4, dtype=DT),
                             torch.zeros(200, dtype=DT))  # fmt: skip
-    split = target.splitting()
+    split = target.splitting(beta=beta)
     z = split.to_z(truth + 0.05 * torch.randn(2, 4, generator=g, dtype=DT))
     lp, grad = split.rest(z)
     linear = split.trajectory.keywords["linear"]
     active = (torch.addmm(linear.a_0, z, linear.a_z.T) < 36).any(0)
     assert 0 < int(active.sum()) < 100
     torch.manual_seed(3)
-    eps = 0.01 if max_energy == MAX_ENERGY else 0.03  # 0.03: energies rise far enough
+    if max_energy == MAX_ENERGY:
+        eps = 0.01 / math.sqrt(beta)
+    else:  # energies rise far enough for both chains' directions to end
+        eps, max_energy = (0.03, max_energy) if beta == 1.0 else (0.04, 0.3)
     a = slice_trajectory(z, lp, grad, split.rest, eps, 40, True, max_energy)
     torch.manual_seed(3)
     b = slice_trajectory_linear(z, lp, grad, eps, 40, max_energy, linear=linear)

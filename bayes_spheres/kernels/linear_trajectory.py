@@ -7,7 +7,7 @@ Pyro model."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,17 +28,29 @@ from bayes_spheres.kernels.protocols import TrajectoryStep
 
 @dataclass
 class LinearLogistic:
-    """A rest ``sum_n log sigmoid(a_n)`` with activations ``a = z @ a_z.T + a_0`` linear in
-    ``z``: lets :func:`slice_trajectory_linear` move activations with the state instead of
-    recomputing them (O(N P) per step)."""
+    """A rest ``power * sum_n log sigmoid(a_n)`` with activations ``a = z @ a_z.T + a_0``
+    linear in ``z``: lets :func:`slice_trajectory_linear` move activations with the state
+    instead of recomputing them (O(N P) per step). ``power`` is the likelihood's power
+    ``beta`` on a tempered path (1: the posterior; :mod:`bayes_spheres.evidence`)."""
 
     a_z: Tensor  # [N, P]
     a_0: Tensor  # [N]
+    power: float = 1.0
+    # A A' [N, N]: a kick from points J moves the activations' velocities A v by s_J (A A')_J
+    gram: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        # A A' [N, N]: a kick from points J moves the activations' velocities A v by
-        # s_J (A A')_J
-        self.gram = self.a_z @ self.a_z.T
+        if self.gram is None:
+            self.gram = self.a_z @ self.a_z.T
+
+    def tempered(self, power: float) -> LinearLogistic:
+        """The same activations with the likelihood raised to ``power`` (shares ``A A'``)."""
+        return LinearLogistic(self.a_z, self.a_0, float(power), self.gram)
+
+    def rest(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The rest's log density and its gradient at ``z`` [C, P]."""
+        a = torch.addmm(self.a_0, z, self.a_z.T)
+        return self.power * F.logsigmoid(a).sum(-1), self.power * (torch.sigmoid(-a) @ self.a_z)
 
 
 # log sigmoid(a) > -exp(-36) = -2.3e-16 for a > 36: such points leave the energy unchanged
@@ -104,11 +116,7 @@ def slice_trajectory_linear(
     energies = torch.cat([backward.energies, forward.energies], 1).T  # [steps, C]
     pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy)
     chosen = torch.stack([_position(z, backward, forward, k, c, i) for c, i in enumerate(pick)])
-    a = torch.addmm(linear.a_0, chosen, linear.a_z.T)
-    return TrajectoryStep(
-        chosen, F.logsigmoid(a).sum(-1), torch.sigmoid(-a) @ linear.a_z, accept, in_slice,
-        diverging,
-    )  # fmt: skip
+    return TrajectoryStep(chosen, *linear.rest(chosen), accept, in_slice, diverging)
 
 
 def _position(z: Tensor, backward: _Path, forward: _Path, k: int, chain: int, i: int) -> Tensor:
@@ -215,7 +223,7 @@ def _integrate(
         pairs = candidates[:, :, None] * n_points + candidates[:, None, :]
         gram_jj = gram.reshape(-1).take(pairs)  # [C, J, J]
         x_j, u_j = x_a.gather(1, candidates), u_a.gather(1, candidates)
-        weights = _candidate_weights(x_j, u_j, a_0[candidates], gram_jj, eps, b)
+        weights = _candidate_weights(x_j, u_j, a_0[candidates], gram_jj, eps, b, linear.power)
         weights = weights.masked_fill(over[:, None, None], 0.0)
         # the candidates that pulled at all (on separable data a few per chain), first
         pulled = (weights > 0).any(1)  # [C, J]
@@ -254,7 +262,7 @@ def _integrate(
             + ((m * x_along).sum(-1) + (q * u_along).sum(-1))
             + 0.5 * ((m @ gram_kk) * m).sum(-1) + 0.5 * ((q @ gram_kk) * q).sum(-1)
         )  # fmt: skip
-        energies.append(kinetic - _log_likelihood(a, a_min))
+        energies.append(kinetic - linear.power * _log_likelihood(a, a_min))
         over |= ended(energies[-1], level[:, None]).any(1)
         rows_p = linear.a_z.index_select(0, kickers.reshape(-1)).reshape(chains, width, p)
         blocks.append(_Block(done, z, v, cos, sin, rows_p, m))
@@ -306,12 +314,12 @@ def _dense_step(
     a = x_a + linear.a_0
     kick_z, kick_a = _kicks(a, linear, over)
     v, u_a = v + half * kick_z, u_a + half * kick_a
-    ll = torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
+    ll = linear.power * torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
     return z, v, x_a, u_a, energy(z, v, ll, True), (kick_z, kick_a)
 
 
 def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Tensor]:
-    """The kick ``sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N] (none
+    """The kick ``power sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N] (none
     for chains ``over``), split into its ``z`` part [C, P] and its activations' part [C, N]:
     the rows of the points that pull gathered where they are few, else products (the
     activations' part as ``A`` times the ``z`` part; ``GATHER_COST``)."""
@@ -321,13 +329,13 @@ def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Ten
     chain, point = (a < KICK_BELOW).nonzero(as_tuple=True)
     pulling = point.numel()
     if pulling * GATHER_COST > chains * points or pulling * p > GATHER_ELEMENTS:
-        kick_z = _weights(a) @ linear.a_z
+        kick_z = (linear.power * _weights(a)) @ linear.a_z
     else:
-        weight = torch.sigmoid(-a[chain, point])
+        weight = linear.power * torch.sigmoid(-a[chain, point])
         kick_z = a.new_zeros(chains, p).index_add_(0, chain, linear.a_z[point] * weight[:, None])
     if pulling * GATHER_COST > chains * p or pulling * points > GATHER_ELEMENTS:
         return kick_z, kick_z @ linear.a_z.T
-    weight = torch.sigmoid(-a[chain, point])
+    weight = linear.power * torch.sigmoid(-a[chain, point])
     kick_a = torch.zeros_like(a).index_add_(0, chain, linear.gram[point] * weight[:, None])
     return kick_z, kick_a
 
@@ -356,9 +364,15 @@ def _kick_coefficients(eps: float, steps: int, like: Tensor) -> tuple[Tensor, Te
 
 
 def _candidate_weights(
-    x_a: Tensor, u_a: Tensor, offset: Tensor, gram: Tensor, eps: float, steps: int
+    x_a: Tensor,
+    u_a: Tensor,
+    offset: Tensor,
+    gram: Tensor,
+    eps: float,
+    steps: int,
+    power: float = 1.0,
 ) -> Tensor:
-    """The kick weights ``sigmoid(-a)`` (0 for ``a >= KICK_BELOW``) of J candidate points
+    """The kick weights ``power sigmoid(-a)`` (0 for ``a >= KICK_BELOW``) of J candidate points
     [C, J] at the block's start and after each of ``steps`` leapfrog steps, [C, steps + 1, J],
     by stepping their activations ``a = x_a + offset`` and velocities ``u_a`` alone: a kick
     with weights ``w`` moves ``u_a`` by ``(eps / 2) w gram`` (``gram`` [C, J, J], the
@@ -376,6 +390,7 @@ def _candidate_weights(
         w += 1.0
         np.reciprocal(w, out=w)
         w[a >= KICK_BELOW] = 0.0
+        w *= power
         return np.matmul(w[:, None, :], gram_np)[:, 0]
 
     zeta.imag += 0.5 * eps * weigh(0)

@@ -64,6 +64,7 @@ class LogisticTarget:
         # the latent sites whose flattened values, in this order, are theta (where known)
         self.sites: dict[str, torch.Size] = {}
         self._basis: Tensor | None = None
+        self._whitened: tuple[Tensor, Tensor, LinearLogistic] | None = None
         # on the CPU: placeholders until setup
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
 
@@ -76,23 +77,23 @@ class LogisticTarget:
     def log_density(self, theta: Tensor) -> Tensor:
         return self.log_likelihood(theta) + self.log_prior(theta)
 
-    def splitting(self, like: Tensor | None = None) -> Splitting:
+    def splitting(self, like: Tensor | None = None, beta: float = 1.0) -> Splitting:
         """The prior as the Gaussian part: ``theta = m + L z``, ``L L' = Q^-1``, ``m = Q^-1 h``;
-        the rest is the likelihood, ``a = (sign X L) z + sign (X m + a0)``."""
-        cov = torch.linalg.inv(self.precision)
-        chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
-        mean = cov @ self.shift
-        a_z = self.signed_x @ chol  # [N, P]
-        a_z_t = a_z.T.contiguous()
-        a_0 = self.signed_x @ mean + self.signed_offset
-
-        def rest(z: Tensor) -> tuple[Tensor, Tensor]:
-            a = torch.addmm(a_0, z, a_z_t)
-            return F.logsigmoid(a).sum(-1), torch.sigmoid(-a) @ a_z
-
-        linear = LinearLogistic(a_z, a_0)
+        the rest is the likelihood, ``a = (sign X L) z + sign (X m + a0)``, raised to the
+        power ``beta`` (1: the posterior; less: a tempered target, as annealed importance
+        sampling needs, :mod:`bayes_spheres.evidence`). The whitening is computed once per
+        target and shared by every ``beta``."""
+        if self._whitened is None:
+            cov = torch.linalg.inv(self.precision)
+            chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
+            mean = cov @ self.shift
+            a_z = self.signed_x @ chol  # [N, P]
+            a_0 = self.signed_x @ mean + self.signed_offset
+            self._whitened = (mean, chol, LinearLogistic(a_z, a_0))
+        mean, chol, linear = self._whitened
+        linear = linear.tempered(beta)
         trajectory = partial(slice_trajectory_linear, linear=linear)
-        return Splitting(rest, mean, chol, gaussian=True, trajectory=trajectory)
+        return Splitting(linear.rest, mean, chol, gaussian=True, trajectory=trajectory)
 
     def lines(self, theta: Tensor, directions: Tensor) -> LogisticLines:
         if self._basis is not directions:
@@ -185,7 +186,10 @@ class _ModelProbe:
                     continue
                 scaled = node["scale"] != 1.0 or node["mask"] is not None
                 if node["is_observed"] and name not in self.shapes:
-                    observed.append((name, node, scaled))
+                    if node["fn"].log_prob(node["value"]).requires_grad:
+                        observed.append((name, node, scaled))
+                    # else a constant: a site held fixed from outside, such as a conditioned
+                    # hyper-parameter, whose density the latents do not change
                     continue
                 if scaled:
                     raise NotLinearLogistic(f"latent site {name!r} is scaled or masked")
