@@ -94,8 +94,11 @@ def report(out_dir: Path) -> str:
             elif model == "flat":
                 gap = "0"
             ess = r.get("effective_particles")
-            if ess is None:  # hierarchical: the nodes'
-                ess = min(r["nodes"]["effective_particles"])
+            if ess is None:  # hierarchical: the node with the largest share of p(y)
+                nodes = r["nodes"]
+                pairs = zip(nodes["log_coefficient"], nodes["log_evidence"], strict=True)
+                terms = [c + e for c, e in pairs]
+                ess = nodes["effective_particles"][terms.index(max(terms))]
             lines.append(
                 f"| {model} | {seed} | {r['log_evidence']:.2f} | {r['standard_error']:.2f} "
                 f"| {gap} | {r['particles']} x {r['temperatures']} | {ess:.1f} "
