@@ -80,14 +80,21 @@ def test_fast_scaling_ray_matches_the_log_density(small_data, model):
     torch.testing.assert_close(diff, diff[0, 0].expand(3, 4))
 
 
-def test_hierarchical_models_take_the_generic_path(small_data):
+@pytest.mark.parametrize(
+    ("directions", "path"), [("hamiltonian", "conditional"), ("factor", "generic")]
+)
+def test_hierarchical_models_take_the_conditional_path_along_trajectories(
+    directions, path, small_data
+):
+    """Not the flat fast path (``s`` is positive); given ``s``, the Gaussian sites are on it
+    when slicing along Hamiltonian trajectories (``kernels/conditional.py``)."""
     with pytest.raises(ValueError, match="support"):
         model_target(Hierarchical(), small_data.phi_train, small_data.y_train)
     post = mcmc.fit(
         Hierarchical(centered=False), small_data, members=20, num_chains=2, warmup=10,
-        thin=1, directions="factor", progress=False,
+        thin=1, directions=directions, progress=False,
     )  # fmt: skip
-    assert post.info["mcmc"]["path"] == "generic"
+    assert post.info["mcmc"]["path"] == path
     assert "support" in post.info["mcmc"]["path_reason"]
     assert bool((post.samples["s"] > 0).all())
     assert post.samples["w"].shape == (2, 10, 6)

@@ -301,6 +301,19 @@ class HamiltonianSliceSampler:
             eps = eps_next
         return eps
 
+    def retarget(self, target: Target, theta: Tensor) -> None:
+        """Sweep ``target`` from now on, keeping the step size and its adaptation: for a
+        sequence of targets with an exact Gaussian part, such as the conditionals of a Gibbs
+        update (``kernels/conditional.py``)."""
+        if self.adapter is None:
+            self._configure(target, theta)
+            return
+        split = target.splitting(theta)
+        if not split.gaussian:
+            raise ValueError("retarget needs a target with a Gaussian part (no mass matrix)")
+        self._base = self._split = split
+        self._state = None
+
     def sweep(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
         """One trajectory update (and ``scale_moves`` scale moves); returns ``(theta, logp)``."""
         if self.adapter is None:

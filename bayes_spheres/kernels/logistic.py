@@ -68,6 +68,19 @@ class LogisticTarget:
         # on the CPU: placeholders until setup
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
 
+    @classmethod
+    def standard(cls, x: Tensor, y: Tensor, offset: Tensor) -> LogisticTarget:
+        """The prior ``N(0, I)`` (``c = -P log(2 pi) / 2``): already whitened, so
+        :meth:`splitting` needs no inverse or Cholesky factor (the conditional path builds
+        one such target per chain and update, ``kernels/conditional.py``)."""
+        size = x.shape[1]
+        eye = torch.eye(size, dtype=x.dtype, device=x.device)
+        zero = x.new_zeros(size)
+        target = cls(x, y, eye, zero, offset, -0.5 * size * math.log(2.0 * math.pi))
+        linear = LinearLogistic(target.signed_x, target.signed_offset)
+        target._whitened = (zero, eye, linear)
+        return target
+
     def log_likelihood(self, theta: Tensor) -> Tensor:
         return F.logsigmoid(theta @ self.signed_x.T + self.signed_offset).sum(-1)
 
@@ -155,7 +168,8 @@ def _is_real(support: constraints.Constraint) -> bool:
     return support is constraints.real
 
 
-def _bernoulli(fn: dist.Distribution) -> dist.Bernoulli | None:
+def bernoulli_of(fn: dist.Distribution) -> dist.Bernoulli | None:
+    """The Bernoulli inside ``fn`` (through ``Independent`` and expanded wrappers), or None."""
     while isinstance(fn, dist.Independent | dist.ExpandedDistribution):
         fn = fn.base_dist
     return fn if isinstance(fn, dist.Bernoulli) else None
@@ -200,7 +214,7 @@ class _ModelProbe:
                 names = [name for name, _, _ in observed]
                 raise NotLinearLogistic(f"observed sites {names}: the fast path needs one")
             name, node, scaled = observed[0]
-            bernoulli = _bernoulli(node["fn"])
+            bernoulli = bernoulli_of(node["fn"])
             if bernoulli is None or scaled:
                 raise NotLinearLogistic(
                     f"observed site {name!r} is {type(node['fn']).__name__}"

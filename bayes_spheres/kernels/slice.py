@@ -19,6 +19,16 @@ models, or a user's own such model) is sampled in O(N + P) per step and chain, a
 through Pyro's potential. ``diagnostics()`` says which path ran; ``fast=False`` forces the
 generic one.
 
+**The conditional path** (:mod:`~bayes_spheres.kernels.conditional`), along Hamiltonian
+trajectories only: where the model is of that kind once a few non-Gaussian sites are given
+(a hierarchical prior ``s ~ p(s)``, ``w | s ~ N(loc(s), scale(s)^2)``, logits linear in
+``w``), each update is a Gibbs sweep: the Gaussian sites given the rest on the fast path, in
+their whitened coordinates ``z = (w - loc) / scale``, then the given sites by coordinate
+slice updates twice, given ``z`` and given ``w`` (interweaving, Yu & Meng 2011). It is taken
+only after the kernel checks, at the initial point, that the logits are linear in ``z``, that
+the conditional's log density moves as Pyro's potential of the model does, and that the
+change of coordinates round-trips.
+
 **Chains.** Pyro runs chains in worker processes when ``num_chains <= cpu_count - 1``, else
 one after another in this process. In the second regime (``vectorize_chains=True``) the kernel
 advances all of the run's chains together while Pyro draws the first one, one batched update
@@ -47,6 +57,11 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from bayes_spheres.kernels.conditional import (
+    ConditionalSampler,
+    ConditionalTarget,
+    conditional_target,
+)
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler, Mass
 from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
 from bayes_spheres.kernels.potential import (
@@ -266,6 +281,8 @@ class Slice(MCMCKernel):
 
     def logging(self) -> OrderedDict:
         s = self._sampler
+        if isinstance(s, ConditionalSampler):
+            s = s.samplers[0]
         if isinstance(s, HamiltonianSliceSampler):
             accept = s.accept_sum / max(s.iteration, 1)
             return OrderedDict([("step", f"{s.step_size:.2e}"), ("accept", f"{accept:.2f}")])
@@ -326,7 +343,7 @@ class Slice(MCMCKernel):
             batch.states.append(self._theta.clone())
         return self._theta[0]
 
-    def _find_target(self, initial: Tensor) -> Target:
+    def _find_target(self, initial: Tensor) -> Target | ConditionalTarget:
         """The fast path's target where the model has one, else Pyro's potential: batched
         over the points (chains) where the model allows it (checked), else point by point."""
         potential = self.potential_fn
@@ -352,6 +369,21 @@ class Slice(MCMCKernel):
                 self.path_reason = "logistic likelihood, linear logits, Gaussian prior"
                 self._target_constant = target.prior_constant
                 return target
+            if self.directions is Directions.HAMILTONIAN:
+                try:
+                    target = conditional_target(
+                        self.model, self._args, self._kwargs, self._shapes, self.transforms,
+                        potential, initial[0], self._prototype,
+                    )  # fmt: skip
+                except NotLinearLogistic as err:
+                    self.path_reason += f"; not conditionally either: {err}"
+                else:
+                    self.path = "conditional"
+                    self.path_reason = (
+                        f"{self.path_reason}; given {target.hyper}: logistic likelihood, "
+                        f"linear logits, Gaussian sites {target.gaussian}"
+                    )
+                    return target
         generic = PotentialTarget(lambda theta: potential(self._unravel(theta)))
         self.potential, self.potential_reason = "per point", "potential_fn given: no model"
         if not self.batch_potential:
@@ -381,22 +413,36 @@ class Slice(MCMCKernel):
         else:
             self.potential_reason = reason
 
-    def _new_sampler(self, size: int, like: Tensor) -> SliceSampler | HamiltonianSliceSampler:
+    def _new_sampler(
+        self, size: int, like: Tensor
+    ) -> SliceSampler | HamiltonianSliceSampler | ConditionalSampler:
+        fast = self.path in ("fast", "conditional")
         scale_moves = self.scale_moves
         if scale_moves is None:
-            scale_moves = FAST_PATH_SCALE_MOVES if self.path == "fast" else 0
+            scale_moves = FAST_PATH_SCALE_MOVES if fast else 0
         warmup_trajectory = self.warmup_trajectory
         if warmup_trajectory is None:
-            warmup_trajectory = FAST_PATH_WARMUP_TRAJECTORY if self.path == "fast" else None
+            warmup_trajectory = FAST_PATH_WARMUP_TRAJECTORY if fast else None
+        if self.path == "conditional":
+
+            def new_sampler() -> HamiltonianSliceSampler:
+                return self._hamiltonian(scale_moves, warmup_trajectory)
+
+            return ConditionalSampler(len(like), new_sampler, self.init_width, self.max_steps)
         if self.directions is Directions.HAMILTONIAN:
-            return HamiltonianSliceSampler(
-                self._warmup_steps, self.trajectory, init_step=0.1,
-                target_accept=self.target_accept, warmup_trajectory=warmup_trajectory,
-                mass=self.mass, scale_moves=scale_moves, scale_width=self.init_width,
-                max_steps=self.max_steps, max_energy=self.max_energy,
-            )  # fmt: skip
+            return self._hamiltonian(scale_moves, warmup_trajectory)
         return SliceSampler(
             size, self.directions, warmup=self._warmup_steps, init_width=self.init_width,
             max_steps=self.max_steps, scale_moves=scale_moves, dtype=like.dtype,
             device=like.device,
+        )  # fmt: skip
+
+    def _hamiltonian(
+        self, scale_moves: int, warmup_trajectory: float | None
+    ) -> HamiltonianSliceSampler:
+        return HamiltonianSliceSampler(
+            self._warmup_steps, self.trajectory, init_step=0.1,
+            target_accept=self.target_accept, warmup_trajectory=warmup_trajectory,
+            mass=self.mass, scale_moves=scale_moves, scale_width=self.init_width,
+            max_steps=self.max_steps, max_energy=self.max_energy,
         )  # fmt: skip
