@@ -16,17 +16,22 @@ import enum
 import functools
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bayes_spheres.checks import SettingError
+from bayes_spheres.inference.mcmc import MCMCSettings
+from bayes_spheres.kernels.settings import SliceSettings
 from bayes_spheres.models import ModelName, SphereModel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -41,6 +46,24 @@ METHOD_KEYS = ("name", "models", "resample", "attack_step_size")
 # Passed by the pipeline at call time, so never configured.
 FIT_ARGS = ("model", "data", "members", "seed", "progress")
 ATTACK_ARGS = ("ensemble", "radii", "seed", "progress")
+
+
+def settings_node(kind: type) -> dict[str, Any]:
+    """A config node that builds the settings dataclass ``kind`` with its own defaults (enums
+    as their values): registered in Hydra's config store, so that a config lists no default
+    of its own and every setting can be overridden on the command line."""
+    node: dict[str, Any] = {"_target_": f"{kind.__module__}.{kind.__qualname__}"}
+    for f in dataclasses.fields(kind):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+            node[f.name] = value.value if isinstance(value, enum.Enum) else value
+    return node
+
+
+# `conf/inference/mcmc.yaml` takes its settings from here (`/settings@inference: mcmc`, and the
+# kernel's `/settings@inference.slice: slice`).
+for _name, _kind in (("mcmc", MCMCSettings), ("slice", SliceSettings)):
+    ConfigStore.instance().store(group="settings", name=_name, node=settings_node(_kind))
 
 
 class ConfigError(ValueError):
@@ -154,9 +177,14 @@ def _instantiate(where: str, node: DictConfig, reserved: tuple[str, ...] = ()) -
         return instantiate(node, _convert_="all")
     except InstantiationException as err:
         cause = err.__cause__
+        if isinstance(cause, SettingError):  # Hydra names the node that failed: its full key
+            match = re.search(r"full_key: (\S+)", str(err))
+            raise ConfigError(str(cause.under(match[1] if match else where))) from err
         if isinstance(cause, ValueError | TypeError):
             raise ConfigError(_one_line(cause)) from err
         raise ConfigError(f"{where}: {_one_line(err)}") from err
+    except SettingError as err:
+        raise ConfigError(str(err.under(where))) from err
     except (ValueError, TypeError) as err:
         raise ConfigError(_one_line(err)) from err
 
@@ -167,6 +195,23 @@ def _partial(where: str, node: DictConfig, reserved: tuple[str, ...]) -> functoo
     if not isinstance(built, functools.partial):
         raise ConfigError(f"{where}._target_={node._target_!r} did not give a function")
     return built
+
+
+def _fit(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any], str]:
+    """An inference config: a ``_partial_`` node of a fit function (its settings bound), or
+    a node of a settings object that fits when called (``inference/mcmc.py::MCMCSettings``,
+    whose values are checked as it is made). Returns the callable, its keyword settings and
+    the name of its module."""
+    _check_node(where, node, FIT_ARGS)
+    if not isinstance(get_object(node._target_), type):  # a function: called later
+        built = _partial(where, node, FIT_ARGS)
+        return built.func, dict(built.keywords), built.func.__module__
+    built = _instantiate(where, node)
+    if not callable(built):
+        raise ConfigError(
+            f"{where}._target_={node._target_!r}: its settings do not fit when called"
+        )
+    return built, {}, type(built).__module__
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -211,8 +256,8 @@ def _build(cfg: DictConfig) -> Plan:
     for key in method:
         if key not in METHOD_KEYS:
             raise ConfigError(f"method.{key}: unknown key; allowed: {', '.join(METHOD_KEYS)}")
-    fit = _partial("inference", cfg.inference, FIT_ARGS)
-    inference_name = method.get("name") or fit.func.__module__.rsplit(".", 1)[-1]
+    fit, fit_settings, fit_module = _fit("inference", cfg.inference)
+    inference_name = method.get("name") or fit_module.rsplit(".", 1)[-1]
     # `models` lists the built-in models an inference method takes; a model added by a user
     # (a SphereModel subclass outside ModelName) is the user's to pair, so it is not refused.
     supported = list(method.get("models") or [m.value for m in ModelName])
@@ -229,8 +274,8 @@ def _build(cfg: DictConfig) -> Plan:
 
     return Plan(
         model=model,
-        fit=fit.func,
-        fit_settings=dict(fit.keywords),
+        fit=fit,
+        fit_settings=fit_settings,
         attack=attack,
         attack_settings=attack_settings,
         inference_name=inference_name,

@@ -55,11 +55,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, MAX_LEAPFROGS, HamiltonianSliceSampler
-from bayes_spheres.kernels.logistic import (
-    LogisticTarget,
-    NotLinearLogistic,
-    linear_logistic_target,
-)
+from bayes_spheres.kernels.logistic import LogisticTarget
+from bayes_spheres.kernels.paths import PATHS, Problem, Refused
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
@@ -67,6 +64,7 @@ from bayes_spheres.kernels.potential import (
     unravel,
 )
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
+from bayes_spheres.kernels.settings import SliceSettings
 
 
 class Tempering(Messenger):
@@ -226,11 +224,10 @@ def annealed_importance_sampling(
 
     fast, reason = None, "transition='coordinate'"
     if transition is not Transition.COORDINATE:
-        try:
-            fast = linear_logistic_target(
-                model, args, kwargs, shapes, potential_fn, like, prototype
-            )
-        except NotLinearLogistic as error:
+        problem = Problem(model, args, kwargs, potential_fn, transforms, shapes, prototype)
+        try:  # the kernel's own probe of its fast path
+            fast = PATHS["fast"].probe(problem, SliceSettings(), like.reshape(1, -1)).target
+        except Refused as error:
             if transition is Transition.HAMILTONIAN:
                 raise ValueError(
                     f"transition='hamiltonian' needs a logistic likelihood with logits linear "

@@ -43,7 +43,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TWO_D = ("data.dim=2", "model.bias=false", "data.n_val=10")
 # In two dimensions univariate slice updates are the cheap exact choice (a Hamiltonian
 # trajectory would spend most of its steps bouncing in the narrow wedge).
-TWO_D_MCMC = ("inference.directions=coordinate", "inference.warmup=100", "inference.thin=1")
+TWO_D_MCMC = ("inference.slice.directions=coordinate", "inference.warmup=100", "inference.thin=1")
 LEFT = ("data.n_val=10",)
 
 

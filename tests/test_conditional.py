@@ -121,4 +121,4 @@ def test_a_gaussian_site_with_nonlinear_logits_is_refused_with_the_reason(data, 
     mcmc.run(x, y)
     diagnostics = mcmc.diagnostics()
     assert diagnostics["path"]["chain 0"] == "generic"
-    assert "not conditionally either" in diagnostics["path_reason"]["chain 0"]
+    assert "not conditional: " in diagnostics["path_reason"]["chain 0"]

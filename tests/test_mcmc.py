@@ -19,11 +19,17 @@ from bayes_spheres.config import ConfigError, validate
 from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import mcmc
 from bayes_spheres.inference.potential import FlatPotential
-from bayes_spheres.kernels import Slice
+from bayes_spheres.kernels import Slice, SliceSettings
 from bayes_spheres.kernels.logistic import model_target
 from bayes_spheres.kernels.potential import PotentialTarget
 from bayes_spheres.models import Flat, Hierarchical, SharedMean
 from bayes_spheres.pipeline import run
+
+
+def fit(model, data, members, seed=0, num_chains=8, warmup=120, thin=5, kernel="slice", **slice):
+    """``mcmc.fit`` with its settings objects made from keywords (``slice``: the kernel's)."""
+    settings = mcmc.MCMCSettings(kernel, num_chains, warmup, thin, slice=SliceSettings(**slice))
+    return mcmc.fit(model, data, members, seed, settings, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +50,9 @@ def small_data():
          "flat-factor", "shared_mean-factor", "flat_no_bias-factor"],
 )  # fmt: skip
 def test_fast_path_gives_the_same_chain_as_the_generic_path(small_data, model, directions):
-    kw = dict(members=40, seed=3, num_chains=2, warmup=30, directions=directions, progress=False,
-              scale_moves=1)  # fmt: skip
-    fast = mcmc.fit(model, small_data, fast=True, **kw)
-    generic = mcmc.fit(model, small_data, fast=False, **kw)
+    kw = dict(members=40, seed=3, num_chains=2, warmup=30, directions=directions, scale_moves=1)
+    fast = fit(model, small_data, fast=True, **kw)
+    generic = fit(model, small_data, fast=False, **kw)
     assert fast.info["mcmc"]["path"] == "fast" and generic.info["mcmc"]["path"] == "generic"
     for site in generic.samples:
         torch.testing.assert_close(fast.samples[site], generic.samples[site], rtol=0, atol=1e-7)
@@ -90,9 +95,9 @@ def test_hierarchical_models_take_the_conditional_path_along_trajectories(
     when slicing along Hamiltonian trajectories (``kernels/conditional.py``)."""
     with pytest.raises(ValueError, match="support"):
         model_target(Hierarchical(), small_data.phi_train, small_data.y_train)
-    post = mcmc.fit(
+    post = fit(
         Hierarchical(centered=False), small_data, members=20, num_chains=2, warmup=10,
-        thin=1, directions=directions, progress=False,
+        thin=1, directions=directions,
     )  # fmt: skip
     assert post.info["mcmc"]["path"] == path
     assert "support" in post.info["mcmc"]["path_reason"]
@@ -103,7 +108,7 @@ def test_hierarchical_models_take_the_conditional_path_along_trajectories(
 def test_posterior_shapes_and_diagnostics(small_data):
     """Samples (posterior.nc, R-hat, ESS) hold every draw after warm-up; the ensemble every
     thin-th of them."""
-    post = mcmc.fit(Flat(), small_data, members=30, num_chains=4, warmup=20, thin=2, progress=False)
+    post = fit(Flat(), small_data, members=30, num_chains=4, warmup=20, thin=2)
     assert post.ensemble.size == 30
     assert post.samples["w"].shape == (4, 16, 6) and post.samples["b"].shape == (4, 16)
     assert post.sample_stats["lp"].shape == (4, 16)
@@ -123,10 +128,9 @@ def test_logistic_regression_d10_matches_nuts():
     their Monte Carlo standard errors."""
     data = load_spheres(10, 100, 100, 1.0, 1.3, seed=1, dtype=torch.float64, device="cpu")
     model = Flat(sigma=2.0)
-    sl = mcmc.fit(model, data, members=2000, num_chains=4, warmup=200, progress=False)
+    sl = fit(model, data, members=2000, num_chains=4, warmup=200)
     pyro.set_rng_seed(0)
-    nuts = mcmc.fit(model, data, members=600, num_chains=2, warmup=200, kernel="nuts",
-                    progress=False)  # fmt: skip
+    nuts = fit(model, data, members=600, num_chains=2, warmup=200, kernel="nuts")
     for site in ("w", "b"):
         a, b = sl.samples[site].numpy(), nuts.samples[site].numpy()
         a, b = a.reshape(*a.shape[:2], -1), b.reshape(*b.shape[:2], -1)
@@ -191,7 +195,13 @@ def test_slice_kernel_rejects_bad_arguments():
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("inference.kernel=hmc", "slice, nuts"), ("inference.directions=eigen", "coordinate")],
+    [
+        ("inference.kernel=hmc", "slice, nuts"),
+        ("inference.slice.directions=eigen", "inference.slice.directions='eigen': .*coordinate"),
+        ("inference.num_chains=0", "inference.num_chains=0: must be an integer >= 1"),
+        ("inference.warmup=abc", "inference.warmup='abc': must be an integer >= 0"),
+        ("inference.slice.trajectory=-1", "inference.slice.trajectory=-1: must be a finite"),
+    ],
 )
 def test_config_rejects_bad_enums(compose, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -201,7 +211,7 @@ def test_config_rejects_bad_enums(compose, override, message):
 def test_config_mcmc_attack_step(compose):
     plan = validate(compose(["inference=mcmc"]))
     assert plan.attack_settings["step_size"] == 1e-4
-    assert plan.resample and plan.fit_settings["kernel"] == "slice"
+    assert plan.resample and plan.fit.kernel == "slice" and plan.fit.slice == SliceSettings()
 
 
 def test_quick_pipeline_run(compose, tmp_path):

@@ -48,8 +48,7 @@ def test_constrained_sites_come_back_constrained(cpus, monkeypatch):
     assert abs(s.mean() - 3.0) < 4 * s.std() / math.sqrt(float(az.ess(s)))
 
 
-@pytest.mark.parametrize("vectorize", [True, False])
-def test_sequential_chains_start_from_their_own_points(vectorize, monkeypatch):
+def test_sequential_chains_start_from_their_own_points(monkeypatch):
     """Three chains one after another: three different starting points and first draws."""
     pyro.set_rng_seed(1)
     starts = []
@@ -58,7 +57,7 @@ def test_sequential_chains_start_from_their_own_points(vectorize, monkeypatch):
         if stage.startswith("Warmup") and i == 0:
             starts.append(float(params["x"][0]))
 
-    kernel = Slice(gamma_normal, vectorize_chains=vectorize)
+    kernel = Slice(gamma_normal)
     mcmc = _mcmc(kernel, SEQUENTIAL, monkeypatch, chains=3, draws=20, warmup=10, hook_fn=hook)
     assert len(set(starts)) == 3
     first = mcmc.get_samples(group_by_chain=True)["x"][:, 0, 0]
@@ -74,8 +73,8 @@ def normal_normal(data):
 def test_sequential_consistent(directions, monkeypatch):
     """Pyro's ``tests/infer/mcmc/test_mcmc_api.py::test_sequential_consistent``: with chains
     one after another, a chain depends only on its own seed, nothing is left from the chain
-    before. Holds for ``vectorize_chains=False``; vectorised chains are advanced together,
-    so there the run, not the chain, is the unit (docs/mcmc.md)."""
+    before (``VectorizedMCMC`` advances a run's chains together instead: there the run, not
+    the chain, is the unit; docs/mcmc.md)."""
 
     def run(order):
         class Seeded(Slice):
@@ -84,7 +83,7 @@ def test_sequential_consistent(directions, monkeypatch):
                 pyro.set_rng_seed(self._chain_id)
                 super().setup(warmup_steps, *args, **kwargs)
 
-        kernel = Seeded(normal_normal, directions=directions, vectorize_chains=False)
+        kernel = Seeded(normal_normal, directions=directions)
         return _run_with(kernel, torch.tensor([1.0]), monkeypatch)
 
     first, second = run((0, 1)), run((1, 0))
@@ -237,18 +236,19 @@ def test_warmup_trajectory_defaults_by_path(monkeypatch):
         kernel = Slice(logistic_regression, fast=fast, trajectory=3.0, warmup_trajectory=given)
         monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: SEQUENTIAL)
         MCMC(kernel, num_samples=2, warmup_steps=2, disable_progbar=True).run(x, y)
-        seen[fast, given] = kernel._sampler.warmup_trajectory
+        seen[fast, given] = kernel.diagnostics()["warmup_trajectory"]
     assert seen == {(True, None): 1.5, (False, None): 3.0, (True, 2.0): 2.0, (False, 2.0): 2.0}
 
 
-def test_vectorised_chains_honour_initial_params(monkeypatch):
+def test_sequential_chains_honour_initial_params(monkeypatch):
     """Initial points given to ``MCMC`` (one per chain, unconstrained) start each chain."""
     init = {"s": torch.log(torch.tensor([1.0, 5.0])), "x": torch.tensor([[3.0, 3.0], [-3.0, 0.0]])}
     seen = []
 
     def hook(kernel, params, stage, i):
         if stage.startswith("Warmup") and i == 0:
-            seen.append(kernel._batch.initial[kernel._chain].clone())
+            start = kernel.initial_params
+            seen.append(torch.cat([start["s"].reshape(1), start["x"]]))
 
     pyro.set_rng_seed(0)
     _mcmc(Slice(gamma_normal), SEQUENTIAL, monkeypatch, draws=5, warmup=5,
@@ -277,6 +277,6 @@ def test_mass_adaptation_on_the_generic_path(mass, monkeypatch):
         ess = float(az.ess(x[..., j]))
         var = float(cov[j, j])
         assert abs(x[..., j].var() - var) < 4 * var * math.sqrt(2.0 / ess), (j, ess)
-    inverse_mass = kernel._sampler.adapter.mass_matrix_adapter.inverse_mass_matrix[("theta",)]
+    inverse_mass = kernel.path.sampler.adapter.mass_matrix_adapter.inverse_mass_matrix[("theta",)]
     diagonal = inverse_mass if inverse_mass.dim() == 1 else inverse_mass.diagonal()
     np.testing.assert_allclose(diagonal.numpy(), cov.diagonal().numpy(), rtol=0.5)

@@ -2,7 +2,8 @@
 
 A thin adapter from Pyro's :class:`~pyro.infer.MCMC` to a :class:`Posterior`: the kernel is
 :class:`~bayes_spheres.kernels.Slice` (or Pyro's NUTS, ``kernel="nuts"``, as a baseline), run
-exactly as a user runs it, ``MCMC(Slice(model, ...), num_samples, warmup_steps, num_chains)``.
+as a user runs it, ``VectorizedMCMC(Slice(model, settings), num_samples, warmup_steps,
+num_chains)`` (all chains as one batch; ``MCMC`` takes the same kernel).
 The kernel finds the fast path for the flat and shared-mean models itself. Convergence (R-hat,
 bulk/tail ESS over every coordinate; ArviZ on ``az.from_pyro(mcmc)``) goes to ``info``.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -20,10 +22,11 @@ import torch
 from pyro.infer import MCMC, NUTS
 from torch import Tensor
 
+from bayes_spheres import checks
 from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
-from bayes_spheres.kernels import Directions, Mass, Slice
+from bayes_spheres.kernels import Slice, SliceSettings, VectorizedMCMC
 from bayes_spheres.models import SphereModel, weights_of
 
 log = logging.getLogger(__name__)
@@ -37,74 +40,82 @@ class KernelName(StrEnum):
     NUTS = "nuts"
 
 
+@dataclass(frozen=True)
+class MCMCSettings:
+    """An MCMC fit's settings, checked when made (``conf/inference/mcmc.yaml`` builds it as
+    the ``inference`` node, so a bad value fails before any data are made); calling it fits.
+
+    ``members`` draws from the posterior: ``num_chains`` chains of ``ceil(members /
+    num_chains)`` kept draws each, every ``thin``-th after ``warmup`` updates. R-hat, ESS and
+    the returned samples (``posterior.nc``) use every draw after warm-up. ``kernel``: ``slice``
+    (:class:`~bayes_spheres.kernels.Slice` with ``slice``, its settings; all chains as one
+    batch, :class:`~bayes_spheres.kernels.VectorizedMCMC`) or ``nuts`` (Pyro's, the baseline,
+    through ``MCMC``). ``threads``: torch's intra-op threads while sampling, restored after
+    (None: leave as is); one update works on [chains, N] tensors, where a second thread only
+    spin-waits, and on a shared 2-core machine that made a paper-scale fit ~10x slower.
+    """
+
+    kernel: KernelName = KernelName.SLICE
+    num_chains: int = 8
+    warmup: int = 120
+    thin: int = 5
+    threads: int | None = 1
+    slice: SliceSettings = field(default_factory=SliceSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kernel", checks.choice("kernel", self.kernel, KernelName))
+        checks.integer("num_chains", self.num_chains, minimum=1)
+        checks.integer("warmup", self.warmup)
+        checks.integer("thin", self.thin, minimum=1)
+        if self.threads is not None:
+            checks.integer("threads", self.threads, minimum=1)
+        if not isinstance(self.slice, SliceSettings):
+            raise checks.SettingError("slice", self.slice, "must be a SliceSettings")
+
+    def __call__(
+        self,
+        model: SphereModel,
+        data: SphereData,
+        members: int = 1000,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> Posterior:
+        return fit(model, data, members, seed, self, progress)
+
+
 def fit(
     model: SphereModel,
     data: SphereData,
     members: int = 1000,
     seed: int = 0,
-    kernel: KernelName = KernelName.SLICE,
-    directions: Directions = Directions.HAMILTONIAN,
-    num_chains: int = 8,
-    warmup: int = 120,
-    thin: int = 5,
-    init_width: float = 1.0,
-    max_steps: int = 20,
-    scale_moves: int | None = None,
-    trajectory: float = 6.0,
-    target_accept: float = 0.8,
-    warmup_trajectory: float | None = None,
-    mass: Mass = Mass.DIAGONAL,
-    fast: bool = True,
-    threads: int | None = 1,
+    settings: MCMCSettings | None = None,
     progress: bool = True,
 ) -> Posterior:
-    """``members`` draws from ``model``'s posterior: ``num_chains`` chains of
-    ``ceil(members / num_chains)`` kept draws each, every ``thin``-th after ``warmup`` updates.
-    R-hat, ESS and the returned samples (``posterior.nc``) use every draw after warm-up.
-
-    The slice settings are :class:`~bayes_spheres.kernels.Slice`'s (same names, same
-    defaults). ``threads``: torch's intra-op threads while sampling, restored after (None:
-    leave as is); one update works on [chains, N] tensors, where a second thread only
-    spin-waits, and on a shared 2-core machine that made a paper-scale fit ~10x slower.
-    The global random stream is seeded with ``seed`` inside and restored after.
-    """
-    if not (isinstance(num_chains, int) and num_chains >= 1):
-        raise ValueError(f"num_chains={num_chains!r}: must be an integer >= 1")
-    if not (isinstance(warmup, int) and warmup >= 0):
-        raise ValueError(f"warmup={warmup!r}: must be an integer >= 0")
-    if not (isinstance(thin, int) and thin >= 1):
-        raise ValueError(f"thin={thin!r}: must be an integer >= 1")
-    if KernelName(kernel) is KernelName.SLICE:
-        mcmc_kernel = Slice(
-            model, directions=directions, trajectory=trajectory,
-            warmup_trajectory=warmup_trajectory, target_accept=target_accept, mass=mass,
-            scale_moves=scale_moves, init_width=init_width, max_steps=max_steps, fast=fast,
-        )  # fmt: skip
-    else:
-        mcmc_kernel = NUTS(model)
-    draws = math.ceil(members / num_chains)
+    """``members`` draws from ``model``'s posterior by MCMC (:class:`MCMCSettings`). The
+    global random stream is seeded with ``seed`` inside and restored after."""
+    settings = settings or MCMCSettings()
+    draws = math.ceil(members / settings.num_chains)
+    run = {"num_samples": draws * settings.thin, "warmup_steps": settings.warmup,
+           "num_chains": settings.num_chains, "disable_progbar": not progress}  # fmt: skip
     previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
     try:
         with warnings.catch_warnings(), torch.random.fork_rng():
             warnings.filterwarnings("ignore", "num_chains=", UserWarning)  # sequential chains
             pyro.set_rng_seed(seed)
-            mcmc = MCMC(
-                mcmc_kernel,
-                num_samples=draws * thin,
-                warmup_steps=warmup,
-                num_chains=num_chains,
-                disable_progbar=not progress,
-            )
+            if settings.kernel is KernelName.SLICE:
+                mcmc = VectorizedMCMC(Slice(model, settings.slice), **run)
+            else:
+                mcmc = MCMC(NUTS(model), **run)
             mcmc.run(data.phi_train, data.y_train)
     finally:
         torch.set_num_threads(previous_threads)
-    return posterior_of(mcmc, model, data, members, thin)
+    return posterior_of(mcmc, model, data, members, settings.thin)
 
 
 def posterior_of(
-    mcmc: MCMC, model: SphereModel, data: SphereData, members: int, thin: int
+    mcmc: MCMC | VectorizedMCMC, model: SphereModel, data: SphereData, members: int, thin: int
 ) -> Posterior:
     """The :class:`Posterior` of a finished run: every draw after warm-up in ``samples``
     (``posterior.nc``) and the diagnostics, every ``thin``-th draw in the ensemble."""
@@ -147,7 +158,7 @@ def posterior_of(
     )
 
 
-def _log_density(mcmc: MCMC, latents: dict[str, Tensor]) -> Tensor:
+def _log_density(mcmc: MCMC | VectorizedMCMC, latents: dict[str, Tensor]) -> Tensor:
     """``-potential`` (Pyro's, over unconstrained sites) at every draw [chain, draw]: as
     :class:`~bayes_spheres.kernels.Slice` recorded it, or computed draw by draw (NUTS)."""
     chain_info = mcmc.diagnostics().get("log_density")

@@ -1,0 +1,228 @@
+"""The kernel's three paths, as strategies probed in order from one table.
+
+- ``fast``: a Bernoulli likelihood with logits linear in the latents under a Gaussian prior
+  (:mod:`~bayes_spheres.kernels.logistic`), read off the model and checked against Pyro's
+  potential; the prior is whitened away and trajectories run on the fast integrator.
+- ``conditional``: such a model once a few other sites are given (a hierarchical prior),
+  sampled by Gibbs updates whose Gaussian block is on the fast integrator
+  (:mod:`~bayes_spheres.kernels.conditional`); along Hamiltonian trajectories only.
+- ``generic``: any model with continuous latent sites, through Pyro's potential, batched over
+  the chains where a check finds that equal to Pyro's per point
+  (:mod:`~bayes_spheres.kernels.potential`).
+
+Each probe returns a :class:`Found` or raises :class:`Refused` with the reason; the first path
+that does not refuse is taken, and :class:`Path` keeps why the earlier ones refused.
+:func:`find_path` is what ``Slice`` runs at its first update; ``evidence.py`` probes the same
+table for its fast target. Each path carries its defaults for the settings left at None
+(:class:`~bayes_spheres.kernels.settings.PathDefaults`): on the fast and conditional paths
+the prior whitens the state, so short warm-up trajectories adapt the step well and scale
+moves redraw the radius of a Gaussian prior cut by constraints (docs/mcmc.md); on the generic
+path the origin of the unconstrained space means nothing in particular, so no scale moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+from bayes_spheres.kernels.conditional import ConditionalSampler, conditional_target
+from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
+from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
+from bayes_spheres.kernels.potential import (
+    BatchedPotential,
+    PotentialTarget,
+    batched_potential,
+    unravel,
+)
+from bayes_spheres.kernels.protocols import Target
+from bayes_spheres.kernels.sampler import Directions, SliceSampler
+from bayes_spheres.kernels.settings import PathDefaults, SliceSettings
+
+FAST_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=1.5, scale_moves=3)
+GENERIC_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=None, scale_moves=0)
+INIT_STEP = 0.1  # the first step size along trajectories, before warm-up adapts it
+
+
+class Refused(Exception):
+    """A path does not apply to this model; the message says why."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the probes read: the model (None where only a potential is given) with its
+    arguments, Pyro's potential over unconstrained site values, transforms, the latent
+    sites' shapes (flattened in this order) and Pyro's prototype trace."""
+
+    model: Callable | None
+    args: tuple
+    kwargs: dict
+    potential_fn: Callable[[dict[str, Tensor]], Tensor]
+    transforms: dict
+    shapes: dict[str, torch.Size]
+    prototype: poutine.Trace | None
+
+    def potential(self, theta: Tensor) -> Tensor:
+        return self.potential_fn(unravel(theta, self.shapes))
+
+
+@dataclass(frozen=True)
+class Found:
+    """A path's target, why it applies, and details for ``diagnostics()``."""
+
+    target: Target
+    reason: str
+    constant: float = 0.0  # log density = target's + constant (the fast path drops it)
+    details: dict = field(default_factory=dict)
+
+
+Probe = Callable[[Problem, SliceSettings, Tensor], Found]
+SamplerFactory = Callable[[SliceSettings, int, Tensor], object]
+
+
+def probe_fast(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
+    if not settings.fast:
+        raise Refused("fast=False")
+    if problem.model is None:
+        raise Refused("potential_fn given: no model to probe")
+    try:
+        target = linear_logistic_target(
+            problem.model, problem.args, problem.kwargs, problem.shapes, problem.potential_fn,
+            initial[0], problem.prototype,
+        )  # fmt: skip
+    except NotLinearLogistic as err:
+        raise Refused(str(err)) from err
+    details = {k: getattr(target, k) for k in ("form", "form_reason") if hasattr(target, k)}
+    reason = "logistic likelihood, linear logits, Gaussian prior"
+    return Found(target, reason, target.prior_constant, details)
+
+
+def probe_conditional(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
+    if not settings.fast:
+        raise Refused("fast=False")
+    if problem.model is None:
+        raise Refused("potential_fn given: no model to probe")
+    if settings.directions is not Directions.HAMILTONIAN:
+        raise Refused(f"directions={settings.directions.value}: needs hamiltonian")
+    try:
+        target = conditional_target(
+            problem.model, problem.args, problem.kwargs, problem.shapes, problem.transforms,
+            problem.potential_fn, initial[0], problem.prototype,
+        )  # fmt: skip
+    except NotLinearLogistic as err:
+        raise Refused(str(err)) from err
+    reason = (
+        f"given {target.hyper}: logistic likelihood, linear logits, Gaussian sites "
+        f"{target.gaussian}"
+    )
+    return Found(target, reason)
+
+
+def probe_generic(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
+    """Pyro's potential, batched over the chains where that equals it per point."""
+    target = PotentialTarget(problem.potential)
+    how, why = "per point", "potential_fn given: no model"
+    if not settings.batch_potential:
+        why = "batch_potential=False"
+    elif problem.model is not None:
+        latent = {
+            name
+            for name, site in problem.prototype.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+        }
+        if latent != set(problem.shapes):
+            why = "discrete latent sites: Pyro's enumerating potential"
+        else:
+            batched = BatchedPotential(
+                problem.model, problem.args, problem.kwargs, problem.transforms,
+                problem.shapes, problem.prototype,
+            )  # fmt: skip
+            with torch.random.fork_rng():  # the check leaves the chains' random stream alone
+                why = batched_potential(batched, target.potential, initial)
+            if why is None:
+                target.batched = batched
+                how, why = "batched", "equal to Pyro's per point"
+    return Found(target, "any model", details={"potential": how, "potential_reason": why})
+
+
+def hamiltonian_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+    return HamiltonianSliceSampler(
+        warmup, settings.trajectory, init_step=INIT_STEP, target_accept=settings.target_accept,
+        warmup_trajectory=settings.warmup_trajectory, mass=settings.mass,
+        scale_moves=settings.scale_moves, scale_width=settings.init_width,
+        max_steps=settings.max_steps, max_energy=settings.max_energy,
+    )  # fmt: skip
+
+
+def univariate_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+    return SliceSampler(
+        like.shape[1], settings.directions, warmup=warmup, init_width=settings.init_width,
+        max_steps=settings.max_steps, scale_moves=settings.scale_moves, dtype=like.dtype,
+        device=like.device,
+    )  # fmt: skip
+
+
+def conditional_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+    def new_sampler() -> HamiltonianSliceSampler:
+        return hamiltonian_sampler(settings, warmup, like)
+
+    return ConditionalSampler(len(like), new_sampler, settings.init_width, settings.max_steps)
+
+
+# The sampler for each kind of direction (fast and generic paths).
+BY_DIRECTIONS: dict[Directions, SamplerFactory] = {
+    Directions.HAMILTONIAN: hamiltonian_sampler,
+    Directions.FACTOR: univariate_sampler,
+    Directions.COORDINATE: univariate_sampler,
+}
+
+
+def direction_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+    return BY_DIRECTIONS[settings.directions](settings, warmup, like)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    probe: Probe
+    defaults: PathDefaults
+    sampler: SamplerFactory
+
+
+# Probed in this order; the first that does not refuse is taken.
+PATHS: dict[str, Strategy] = {
+    "fast": Strategy(probe_fast, FAST_DEFAULTS, direction_sampler),
+    "conditional": Strategy(probe_conditional, FAST_DEFAULTS, conditional_sampler),
+    "generic": Strategy(probe_generic, GENERIC_DEFAULTS, direction_sampler),
+}
+
+
+@dataclass(frozen=True)
+class Path:
+    """The path taken: its name, the reasons (the refusals before it, then its own), its
+    target, the settings it runs with (None filled in from its defaults) and its sampler."""
+
+    name: str
+    reason: str
+    found: Found
+    settings: SliceSettings
+    sampler: object
+
+
+def find_path(problem: Problem, settings: SliceSettings, initial: Tensor, warmup: int) -> Path:
+    """The first path of :data:`PATHS` whose probe accepts ``problem`` at the chains'
+    starting points ``initial`` [C, P], with its sampler for ``warmup`` adapting updates."""
+    refusals = []
+    for name, strategy in PATHS.items():
+        try:
+            found = strategy.probe(problem, settings, initial)
+        except Refused as err:
+            refusals.append(f"not {name}: {err}")
+            continue
+        on_path = settings.on_path(strategy.defaults)
+        sampler = strategy.sampler(on_path, warmup, initial)
+        return Path(name, "; ".join([*refusals, found.reason]), found, on_path, sampler)
+    raise AssertionError("the generic path takes any model")  # pragma: no cover

@@ -1,0 +1,88 @@
+"""The slice kernel's settings: every default once, checked when made.
+
+``SliceSettings`` is what ``Slice(model, settings)`` runs with, what ``conf/inference/mcmc.yaml``
+builds (its ``slice`` node, a Hydra ``_target_``) and what reaches the samplers whole. A bad
+value fails when the object is made, with one line naming the setting and what is allowed
+(:class:`~bayes_spheres.checks.SettingError`); from a config, the node's full key is put in
+front (``inference.slice.trajectory=-1: must be a finite number > 0``).
+
+Three settings depend on the path the kernel takes (``kernels/paths.py``) unless given:
+``trajectory``, ``warmup_trajectory`` and ``scale_moves`` (None: the path's own default,
+:class:`PathDefaults`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from bayes_spheres import checks
+from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, Mass
+from bayes_spheres.kernels.sampler import Directions
+
+
+@dataclass(frozen=True)
+class PathDefaults:
+    """What a path uses for the settings left at None (``kernels/paths.py`` says why)."""
+
+    trajectory: float | None
+    warmup_trajectory: float | None
+    scale_moves: int
+
+
+@dataclass(frozen=True)
+class SliceSettings:
+    """Settings of :class:`~bayes_spheres.kernels.Slice`.
+
+    :param directions: ``hamiltonian`` (slices along Hamiltonian trajectories), ``factor``
+        (eigenvectors of the warm-up covariance, Tibbits et al. 2014) or ``coordinate``.
+    :param trajectory: hamiltonian: the length in time of a trajectory (on the fast path in
+        prior-whitened units, ``pi / 2`` a quarter period of the prior); None: the path's.
+    :param warmup_trajectory: hamiltonian: the length while adapting; None: the path's.
+    :param target_accept: hamiltonian: the mean ``min(1, e^-dH)`` the step size is adapted to.
+    :param mass: hamiltonian, generic path: the mass matrix adapted in warm-up.
+    :param scale_moves: scale moves ``theta <- g theta`` after each update (Liu & Sabatti
+        2000); None: the path's (3 on the fast path, 0 elsewhere).
+    :param init_width: the initial width of univariate slices (and of the scale moves).
+    :param max_steps: Neal's ``m``: the most widths stepping-out may span.
+    :param max_energy: hamiltonian: an energy rise above this marks a divergent update.
+    :param fast: take the fast or conditional path where the model allows it.
+    :param batch_potential: generic path: evaluate Pyro's potential for all chains in one
+        run of the model where a check finds it equal to Pyro's per point.
+    """
+
+    directions: Directions = Directions.HAMILTONIAN
+    trajectory: float | None = None
+    warmup_trajectory: float | None = None
+    target_accept: float = 0.8
+    mass: Mass = Mass.DIAGONAL
+    scale_moves: int | None = None
+    init_width: float = 1.0
+    max_steps: int = 20
+    max_energy: float = MAX_ENERGY
+    fast: bool = True
+    batch_potential: bool = True
+
+    def __post_init__(self) -> None:
+        checked = {
+            "directions": checks.choice("directions", self.directions, Directions),
+            "mass": checks.choice("mass", self.mass, Mass),
+            "target_accept": checks.fraction("target_accept", self.target_accept),
+            "init_width": checks.positive("init_width", self.init_width),
+            "max_steps": checks.integer("max_steps", self.max_steps, minimum=1),
+            "max_energy": checks.positive("max_energy", self.max_energy),
+            "fast": checks.flag("fast", self.fast),
+            "batch_potential": checks.flag("batch_potential", self.batch_potential),
+        }
+        for name in ("trajectory", "warmup_trajectory"):
+            if getattr(self, name) is not None:
+                checked[name] = checks.positive(name, getattr(self, name))
+        if self.scale_moves is not None:
+            checked["scale_moves"] = checks.integer("scale_moves", self.scale_moves)
+        for name, value in checked.items():  # frozen: the checked, normalised values
+            object.__setattr__(self, name, value)
+
+    def on_path(self, defaults: PathDefaults) -> SliceSettings:
+        """These settings with those left at None filled in from a path's defaults."""
+        given = {f.name: getattr(self, f.name) for f in fields(PathDefaults)}
+        filled = {k: getattr(defaults, k) for k, v in given.items() if v is None}
+        return replace(self, **filled)
