@@ -7,13 +7,14 @@ Pyro model."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bayes_spheres.kernels.gram import LinearLogistic
 from bayes_spheres.kernels.hamiltonian import (
     MAX_ENERGY,
     choose_state,
@@ -24,34 +25,6 @@ from bayes_spheres.kernels.hamiltonian import (
     truncate,
 )
 from bayes_spheres.kernels.protocols import TrajectoryStep
-
-
-@dataclass
-class LinearLogistic:
-    """A rest ``power * sum_n log sigmoid(a_n)`` with activations ``a = z @ a_z.T + a_0``
-    linear in ``z``: lets :func:`slice_trajectory_linear` move activations with the state
-    instead of recomputing them (O(N P) per step). ``power`` is the likelihood's power
-    ``beta`` on a tempered path (1: the posterior; :mod:`bayes_spheres.evidence`)."""
-
-    a_z: Tensor  # [N, P]
-    a_0: Tensor  # [N]
-    power: float = 1.0
-    # A A' [N, N]: a kick from points J moves the activations' velocities A v by s_J (A A')_J
-    gram: Tensor | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.gram is None:
-            self.gram = self.a_z @ self.a_z.T
-
-    def tempered(self, power: float) -> LinearLogistic:
-        """The same activations with the likelihood raised to ``power`` (shares ``A A'``)."""
-        return LinearLogistic(self.a_z, self.a_0, float(power), self.gram)
-
-    def rest(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """The rest's log density and its gradient at ``z`` [C, P]."""
-        a = torch.addmm(self.a_0, z, self.a_z.T)
-        return self.power * F.logsigmoid(a).sum(-1), self.power * (torch.sigmoid(-a) @ self.a_z)
-
 
 # log sigmoid(a) > -exp(-36) = -2.3e-16 for a > 36: such points leave the energy unchanged
 ACTIVE_BELOW = 36.0
@@ -219,9 +192,7 @@ def _integrate(
             continue
         kick = None  # the last dense step's end kick: not this block's
         candidates = low.topk(size, largest=False).indices  # [C, J]
-        n_points = len(a_0)
-        pairs = candidates[:, :, None] * n_points + candidates[:, None, :]
-        gram_jj = gram.reshape(-1).take(pairs)  # [C, J, J]
+        gram_jj = gram.block(candidates)  # [C, J, J]
         x_j, u_j = x_a.gather(1, candidates), u_a.gather(1, candidates)
         weights = _candidate_weights(x_j, u_j, a_0[candidates], gram_jj, eps, b, linear.power)
         weights = weights.masked_fill(over[:, None, None], 0.0)
@@ -231,8 +202,8 @@ def _integrate(
         order = pulled.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :width]
         weights = weights.gather(2, order[:, None, :].expand(-1, b + 1, -1))  # [C, b + 1, K]
         kickers = candidates.gather(1, order)  # [C, K]
-        rows_n = gram.index_select(0, kickers.reshape(-1)).reshape(chains, width, -1)
-        gram_kk = gram.reshape(-1).take(kickers[:, :, None] * n_points + kickers[:, None, :])
+        rows_n = gram.rows(kickers)  # [C, K, N]
+        gram_kk = gram.block(kickers)
         x_k, u_k = x_j.gather(1, order), u_j.gather(1, order)
         sin_coef, cos_coef = _kick_coefficients(eps, b, z)
         m, q = sin_coef @ weights, cos_coef @ weights  # [C, b, K]
@@ -322,7 +293,8 @@ def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Ten
     """The kick ``power sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N] (none
     for chains ``over``), split into its ``z`` part [C, P] and its activations' part [C, N]:
     the rows of the points that pull gathered where they are few, else products (the
-    activations' part as ``A`` times the ``z`` part; ``GATHER_COST``)."""
+    activations' part as ``A`` times the ``z`` part; ``GATHER_COST``; always so where the Gram
+    matrix is not stored)."""
     a = a.masked_fill(over[:, None], math.inf)
     chains, points = a.shape
     p = linear.a_z.shape[1]
@@ -333,10 +305,12 @@ def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Ten
     else:
         weight = linear.power * torch.sigmoid(-a[chain, point])
         kick_z = a.new_zeros(chains, p).index_add_(0, chain, linear.a_z[point] * weight[:, None])
-    if pulling * GATHER_COST > chains * p or pulling * points > GATHER_ELEMENTS:
+    gram = linear.gram
+    dear = pulling * GATHER_COST > chains * p or pulling * points > GATHER_ELEMENTS
+    if dear or not gram.gathers:
         return kick_z, kick_z @ linear.a_z.T
     weight = linear.power * torch.sigmoid(-a[chain, point])
-    kick_a = torch.zeros_like(a).index_add_(0, chain, linear.gram[point] * weight[:, None])
+    kick_a = torch.zeros_like(a).index_add_(0, chain, gram.rows(point) * weight[:, None])
     return kick_z, kick_a
 
 

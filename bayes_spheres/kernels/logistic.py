@@ -12,11 +12,16 @@ and the kernel takes the generic path.
 Along a direction ``d`` the logits move as ``a + t (X d)`` and the prior is a quadratic in
 ``t``, so a univariate slice update costs O(N), not O(N P); along a Hamiltonian trajectory the
 activations rotate with the state
-(:func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear`).
+(:func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear`), or, where that
+would cost more (large N, sparse designs), the likelihood is taken through products with the
+design (:mod:`~bayes_spheres.kernels.linear_products`): the target's ``form``, chosen at
+set-up from counts (:func:`~bayes_spheres.kernels.fast_cost.choose_form`; ``form_reason``
+gives the numbers).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from functools import partial
@@ -30,7 +35,16 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_spheres.kernels.linear_trajectory import LinearLogistic, slice_trajectory_linear
+from bayes_spheres.kernels.fast_cost import (
+    MAX_GRAM_BYTES,
+    Form,
+    ProductCounter,
+    Sizes,
+    choose_form,
+)
+from bayes_spheres.kernels.gram import LinearLogistic, LowRankGram, StoredGram
+from bayes_spheres.kernels.linear_products import LinearProducts, slice_trajectory_products
+from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
 from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
 
@@ -45,6 +59,9 @@ class LogisticTarget:
 
     For a basis ``E`` the matrices ``sign * (X E)`` and ``E' Q E`` are computed once; one update
     then keeps the per-chain signed logits [C, N] and ``theta Q E`` current in O(N + K).
+    ``form``: how :meth:`splitting` integrates (:class:`~bayes_spheres.kernels.fast_cost.Form`;
+    None: ``gram`` where ``A A'`` fits ``MAX_GRAM_BYTES``, else ``rows``);
+    :func:`linear_logistic_target` chooses it by cost and says why in ``form_reason``.
     """
 
     def __init__(
@@ -55,7 +72,14 @@ class LogisticTarget:
         prior_shift: Tensor,
         offset: Tensor,
         prior_constant: float = 0.0,
+        form: Form | str | None = None,
     ) -> None:
+        self.form_reason = f"form={form!r} given"
+        if form is None:
+            gram_bytes = len(x) ** 2 * x.element_size()
+            form = Form.GRAM if gram_bytes <= MAX_GRAM_BYTES else Form.ROWS
+            self.form_reason = f"A A' {gram_bytes} bytes, limit {MAX_GRAM_BYTES}"
+        self.form: str = Form(form).value
         sign = 2.0 * y - 1.0
         self.signed_x = sign[:, None] * x  # [N, P]
         self.signed_offset = sign * offset  # [N]
@@ -64,7 +88,7 @@ class LogisticTarget:
         # the latent sites whose flattened values, in this order, are theta (where known)
         self.sites: dict[str, torch.Size] = {}
         self._basis: Tensor | None = None
-        self._whitened: tuple[Tensor, Tensor, LinearLogistic] | None = None
+        self._whitened: tuple[Tensor, Tensor, LinearLogistic | LinearProducts] | None = None
         # on the CPU: placeholders until setup
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
 
@@ -77,9 +101,16 @@ class LogisticTarget:
         eye = torch.eye(size, dtype=x.dtype, device=x.device)
         zero = x.new_zeros(size)
         target = cls(x, y, eye, zero, offset, -0.5 * size * math.log(2.0 * math.pi))
-        linear = LinearLogistic(target.signed_x, target.signed_offset)
-        target._whitened = (zero, eye, linear)
+        target._whitened = (zero, eye, target._integrand(None, target.signed_offset))
         return target
+
+    def with_form(self, form: Form | str) -> LogisticTarget:
+        """The same target integrated in another ``form`` (whitening and ``A A'`` rebuilt
+        at the next :meth:`splitting`)."""
+        other = copy.copy(self)
+        other.form, other.form_reason = Form(form).value, f"form={form!r} given"
+        other._whitened = None
+        return other
 
     def log_likelihood(self, theta: Tensor) -> Tensor:
         return F.logsigmoid(theta @ self.signed_x.T + self.signed_offset).sum(-1)
@@ -94,19 +125,32 @@ class LogisticTarget:
         """The prior as the Gaussian part: ``theta = m + L z``, ``L L' = Q^-1``, ``m = Q^-1 h``;
         the rest is the likelihood, ``a = (sign X L) z + sign (X m + a0)``, raised to the
         power ``beta`` (1: the posterior; less: a tempered target, as annealed importance
-        sampling needs, :mod:`bayes_spheres.evidence`). The whitening is computed once per
-        target and shared by every ``beta``."""
+        sampling needs, :mod:`bayes_spheres.evidence`). The whitening, and ``A A'`` where the
+        ``form`` holds it, are computed once per target and shared by every ``beta``."""
         if self._whitened is None:
             cov = torch.linalg.inv(self.precision)
             chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
             mean = cov @ self.shift
-            a_z = self.signed_x @ chol  # [N, P]
             a_0 = self.signed_x @ mean + self.signed_offset
-            self._whitened = (mean, chol, LinearLogistic(a_z, a_0))
-        mean, chol, linear = self._whitened
-        linear = linear.tempered(beta)
-        trajectory = partial(slice_trajectory_linear, linear=linear)
-        return Splitting(linear.rest, mean, chol, gaussian=True, trajectory=trajectory)
+            self._whitened = (mean, chol, self._integrand(chol, a_0))
+        mean, chol, integrand = self._whitened
+        integrand = integrand.tempered(beta)
+        if isinstance(integrand, LinearProducts):
+            trajectory = partial(slice_trajectory_products, products=integrand)
+        else:
+            trajectory = partial(slice_trajectory_linear, linear=integrand)
+        return Splitting(integrand.rest, mean, chol, gaussian=True, trajectory=trajectory)
+
+    def _integrand(self, chol: Tensor | None, a_0: Tensor) -> LinearLogistic | LinearProducts:
+        """The likelihood in whitened coordinates in this target's ``form``: ``A = X L`` with
+        ``A A'`` held (gram) or computed by rows, or products with ``X`` and ``L`` (None:
+        the identity, a prior already white)."""
+        if self.form in (Form.PRODUCTS, Form.SPARSE):
+            sparse = self.form == Form.SPARSE
+            return LinearProducts.build(self.signed_x, a_0, chol, sparse)
+        a_z = self.signed_x if chol is None else self.signed_x @ chol  # [N, P]
+        gram = StoredGram(a_z) if self.form == Form.GRAM else LowRankGram(a_z)
+        return LinearLogistic(a_z, a_0, gram=gram)
 
     def lines(self, theta: Tensor, directions: Tensor) -> LogisticLines:
         if self._basis is not directions:
@@ -235,13 +279,25 @@ def linear_logistic_target(
     potential_fn: Callable[[dict[str, Tensor]], Tensor],
     like: Tensor,
     prototype: poutine.Trace | None = None,
+    *,
+    chains: int = 8,
+    max_gram_bytes: int = MAX_GRAM_BYTES,
+    form: Form | str | None = None,
 ) -> LogisticTarget:
     """The :class:`LogisticTarget` of ``model`` over its latents ``shapes`` (flattened in that
     order), read off the model: logits and prior gradient at 0 and at each unit vector; then
     checked at random points (logits linear, prior quadratic, and the log density equal to
     ``-potential_fn`` up to a constant). Raises :class:`NotLinearLogistic` otherwise; first,
     without evaluating anything, where the ``prototype`` trace (Pyro's, from
-    :func:`~pyro.infer.mcmc.util.initialize_model`) has a latent site that is not real."""
+    :func:`~pyro.infer.mcmc.util.initialize_model`) has a latent site that is not real.
+
+    Then the fast path's form (``target.form``, why in ``target.form_reason``), by
+    :func:`~bayes_spheres.kernels.fast_cost.choose_form` from the sizes, the design's zeros,
+    ``chains`` (stepped together: the study's 8 by default) and the model's own
+    multiply-adds (counted in one value of ``potential_fn``), holding ``A A'`` only up to
+    ``max_gram_bytes``;
+    raises :class:`NotLinearLogistic` where every form would cost more than the generic
+    path. ``form``: take this form, no rule (tests and benchmarks)."""
     for name in shapes:
         node = prototype.nodes.get(name) if prototype is not None else None
         if node is not None and not _is_real(node["fn"].support):
@@ -291,7 +347,29 @@ def linear_logistic_target(
             f"log density differs from Pyro's potential: {float(fast_gap):.6g} against "
             f"{float(pyro_gap):.6g} between two points"
         )
+    if form is not None:
+        target.form, target.form_reason = Form(form).value, f"form={form!r} given"
+        return target
+    diagonal = bool((precision == torch.diag(torch.diagonal(precision))).all())
+    sizes = Sizes(len(x), size, int((x != 0).sum()), diagonal, x.element_size(), chains)
+    madds = _counted_madds(potential_fn, probe.unravel(points[0]))
+    chosen, target.form_reason = choose_form(sizes, madds, max_gram_bytes)
+    if chosen is None:
+        raise NotLinearLogistic(target.form_reason)
+    target.form = chosen.value
     return target
+
+
+def _counted_madds(
+    potential_fn: Callable[[dict[str, Tensor]], Tensor], params: dict[str, Tensor]
+) -> float:
+    """The multiply-adds of the products in one value and gradient of ``potential_fn``: the
+    value's counted (:class:`~bayes_spheres.kernels.fast_cost.ProductCounter`), twice (the
+    gradient with respect to the latents takes one product per product)."""
+    leaves = {name: value.detach().requires_grad_(True) for name, value in params.items()}
+    with ProductCounter() as counter, torch.enable_grad():
+        potential_fn(leaves)
+    return 2.0 * counter.madds
 
 
 def model_target(model: Callable, *args: object, **kwargs: object) -> LogisticTarget:
