@@ -88,7 +88,7 @@ def test_the_kernel_batches_eight_schools_and_keeps_its_chain(monkeypatch):
     for refuse in (False, True):
         if refuse:
             monkeypatch.setattr(
-                "bayes_spheres.kernels.slice.batched_potential", lambda *a: "refused"
+                "bayes_spheres.kernels.paths.batched_potential", lambda *a: "refused"
             )
         pyro.set_rng_seed(3)
         kernel = Slice(eight_schools)

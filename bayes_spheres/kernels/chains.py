@@ -68,6 +68,7 @@ def init(
     path = find_path(problem, settings, initial, warmup)
     theta = initial.clone()
     logp = path.found.target.log_density(theta)
+    # on the CPU: diagnostics
     return path, ChainState(theta, logp, torch.zeros(len(theta), dtype=torch.bool))
 
 
@@ -78,6 +79,7 @@ def step(path: Path, state: ChainState) -> ChainState:
         theta, logp = sampler.sweep(path.found.target, state.theta, state.logp)
     diverging = getattr(sampler, "diverging", None)
     if diverging is None:  # univariate updates never diverge
+        # on the CPU: diagnostics
         diverging = torch.zeros(len(theta), dtype=torch.bool)
     return ChainState(theta, logp, diverging.cpu())
 
