@@ -39,22 +39,65 @@ def run_slice(
     return {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
 
 
-def assert_mean(draws: np.ndarray, truth: float | np.ndarray, k: float = 4.0) -> None:
-    """``|mean - truth| < k * MCSE`` per coordinate, MCSE = sd / sqrt(bulk ESS)."""
+def assert_mean(
+    draws: np.ndarray,
+    truth: float | np.ndarray,
+    k: float = 4.0,
+    truth_se: float | np.ndarray = 0.0,
+) -> None:
+    """``|mean - truth| < k * sqrt(MCSE^2 + truth_se^2)`` per coordinate, MCSE = sd / sqrt(bulk
+    ESS); ``truth_se``: the standard error of a truth that is itself a Monte Carlo estimate."""
     draws = draws.reshape(draws.shape[0], draws.shape[1], -1)
     truth = np.broadcast_to(np.asarray(truth, dtype=float), draws.shape[2:])
+    truth_se = np.broadcast_to(np.asarray(truth_se, dtype=float), draws.shape[2:])
     for j in range(draws.shape[2]):
         x = draws[:, :, j]
         ess = float(az.ess(x))
         mcse = x.std() / np.sqrt(ess)
         err = abs(x.mean() - truth[j])
-        assert err < k * mcse, (
-            f"coordinate {j}: mean {x.mean():.4f}, truth {truth[j]:.4f}, "
-            f"MCSE {mcse:.4f} (ESS {ess:.0f})"
+        assert err < k * np.hypot(mcse, truth_se[j]), (
+            f"coordinate {j}: mean {x.mean():.4f}, truth {truth[j]:.4f} "
+            f"(+- {truth_se[j]:.4f}), MCSE {mcse:.4f} (ESS {ess:.0f})"
         )
         assert ess > 50, f"coordinate {j}: ESS {ess:.0f} too small to test"
 
 
-def assert_rhat(draws: np.ndarray, limit: float = 1.02) -> None:
-    rhat = az.rhat(draws.reshape(draws.shape[0], draws.shape[1], -1)[..., 0])
-    assert float(rhat) < limit, f"R-hat {float(rhat):.3f}"
+def assert_sd(
+    draws: np.ndarray,
+    truth: float | np.ndarray,
+    k: float = 4.0,
+    truth_se: float | np.ndarray = 0.0,
+) -> None:
+    """``|sd - truth| < k * sqrt(MCSE_sd^2 + truth_se^2)`` per coordinate. MCSE_sd is ArviZ's
+    formula (``az.mcse(method="sd")``, written out here: ArviZ 0.23's own call fails under
+    numba with numpy 2.4): the delta method on the squared deviations ``d^2``,
+    ``sqrt((E d^4 - (E d^2)^2) / ESS(d^2)) / (2 sd)`` with ``ESS(d^2)`` ArviZ's ``ess_mean``;
+    for a normal posterior it is ``sd / sqrt(2 ESS)``, and it widens with the kurtosis."""
+    draws = draws.reshape(draws.shape[0], draws.shape[1], -1)
+    truth = np.broadcast_to(np.asarray(truth, dtype=float), draws.shape[2:])
+    truth_se = np.broadcast_to(np.asarray(truth_se, dtype=float), draws.shape[2:])
+    for j in range(draws.shape[2]):
+        x = draws[:, :, j]
+        d2 = (x - x.mean()) ** 2
+        var = d2.mean()
+        mcse = float(
+            np.sqrt((np.mean(d2**2) - var**2) / float(az.ess(d2, method="mean")) / var / 4)
+        )
+        err = abs(x.std() - truth[j])
+        assert err < k * np.hypot(mcse, truth_se[j]), (
+            f"coordinate {j}: sd {x.std():.4f}, truth {truth[j]:.4f} (+- {truth_se[j]:.4f}), "
+            f"MCSE {mcse:.4f}"
+        )
+
+
+def assert_rhat(draws: np.ndarray, limit: float = 1.02, every: bool = False) -> None:
+    """Rank-normalised split R-hat below ``limit``: of the first coordinate, or of ``every``
+    one (``<= limit`` then)."""
+    draws = draws.reshape(draws.shape[0], draws.shape[1], -1)
+    if not every:
+        rhat = az.rhat(draws[..., 0])
+        assert float(rhat) < limit, f"R-hat {float(rhat):.3f}"
+        return
+    rhat = np.array([float(az.rhat(draws[..., j])) for j in range(draws.shape[2])])
+    worst = int(np.argmax(rhat))
+    assert rhat[worst] <= limit, f"coordinate {worst}: R-hat {rhat[worst]:.4f} > {limit}"

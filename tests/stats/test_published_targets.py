@@ -1,0 +1,130 @@
+"""``MCMC(Slice(model))`` at the kernel's defaults on published benchmark posteriors: the
+Inference Gym targets of :mod:`bayes_spheres.benchmarks`, against the gym's reference means
+and standard deviations (long Stan runs nobody here wrote). Every coordinate of every
+quantity the gym reports is checked, with tolerances from the Monte Carlo error on both
+sides (BlackJAX's ``tests/mcmc/test_sampling.py`` does the same with known answers):
+
+- mean: ``|mean - ref| < k sqrt(MCSE^2 + se_ref^2)``, ``MCSE = sd / sqrt(bulk ESS)`` (ArviZ),
+  ``se_ref`` the gym's ``MEAN_STANDARD_ERROR``;
+- sd: ``|sd - sd_ref| < k sqrt(MCSE_sd^2 + se_ref^2 / 2)``. ``MCSE_sd`` is ArviZ's delta-method
+  error of the sd (``az.mcse(method="sd")``), which is ``sd / sqrt(2 ESS)`` for a normal
+  posterior (Var s^2 = 2 sd^4 / ESS, and ds = ds^2 / (2 sd)) and grows with the kurtosis.
+  The gym publishes no error for its sd; its mean's error implies the reference's own ESS,
+  ``(sd_ref / se_ref)^2``, and so an sd error of about ``se_ref / sqrt(2)``;
+- R-hat (rank-normalised, split; ArviZ) ``<= 1.01`` for every coordinate.
+
+``k = max(4, z)`` where ``z`` is the two-sided normal quantile that holds the whole target's
+checks (2 per coordinate) to a 1% chance of a false failure (Bonferroni): 4 up to about 60
+coordinates, 4.42 for the 501 of item response theory. Each coordinate also needs a bulk ESS
+above 50 (``assert_mean``). Nothing is fitted to the results: a sampler that is biased by a
+few Monte Carlo errors anywhere fails.
+
+Two cheap targets run in the default suite; the rest are marked slow
+(``pytest -m slow tests/stats/test_published_targets.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pyro
+import pytest
+from pyro.infer import MCMC
+from scipy import stats
+
+from bayes_spheres.benchmarks import TARGETS, Target, load
+from bayes_spheres.kernels import Slice
+from tests.stats.conftest import assert_mean, assert_rhat, assert_sd
+
+CHAINS = 4
+RHAT = 1.01
+FAMILY_ALPHA = 0.01  # chance of any false failure across one target's checks
+
+# warm-up and kept draws per chain (4 chains, the kernel's defaults); sized so that the
+# slowest-mixing coordinate keeps a bulk ESS in the hundreds (R-hat <= 1.01 needs it)
+RUNS: dict[str, tuple[int, int]] = {
+    "eight_schools_noncentered": (300, 500),
+    "eight_schools": (500, 1500),
+    "brownian_motion": (300, 500),
+    "german_credit_logistic": (300, 500),
+    "german_credit_probit": (300, 500),
+    "german_credit_sparse_logistic": (1000, 2000),
+    "radon_minnesota": (500, 1000),
+    "stochastic_volatility": (1000, 2000),
+    "log_gaussian_cox_process": (500, 1000),
+    "item_response_theory": (500, 1000),
+}
+DEFAULT_SUITE = ("eight_schools_noncentered", "brownian_motion")
+
+
+def tolerance(target: Target) -> float:
+    """``k``: at least 4, wider for many coordinates (two checks each, Bonferroni)."""
+    checks = 2 * target.dim
+    return max(4.0, float(stats.norm.isf(FAMILY_ALPHA / (2 * checks))))
+
+
+def run_slice_defaults(target: Target, warmup: int, draws: int, seed: int = 0) -> dict:
+    """Constrained draws ``[chain, draw, ...]`` of ``MCMC(Slice(target.model))``, nothing but
+    the model given to the kernel, and its ``diagnostics()``."""
+    pyro.set_rng_seed(seed)
+    kernel = Slice(target.model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="num_chains=.* more than available_cpu")
+        mcmc = MCMC(
+            kernel, num_samples=draws, warmup_steps=warmup, num_chains=CHAINS, disable_progbar=True
+        )
+        mcmc.run()
+    samples = {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    return {"samples": samples, "diagnostics": kernel.diagnostics()}
+
+
+def check_against_reference(name: str) -> None:
+    target = load(name)
+    warmup, draws = RUNS[name]
+    run = run_slice_defaults(target, warmup, draws)
+    quantities = target.quantities(run["samples"])
+    k = tolerance(target)
+    path = run["diagnostics"].get("path")
+    for quantity, ref in target.reference.items():
+        x = quantities[quantity]
+        assert x.shape == (CHAINS, draws, *np.shape(ref.mean)), quantity
+        try:
+            assert_mean(x, ref.mean, k=k, truth_se=ref.mean_se)
+            assert_sd(x, ref.sd, k=k, truth_se=ref.mean_se / math.sqrt(2.0))
+            assert_rhat(x, limit=RHAT, every=True)
+        except AssertionError as err:
+            raise AssertionError(f"{name}, {quantity} (k = {k:.2f}, path {path}): {err}") from err
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in DEFAULT_SUITE else pytest.param(n, marks=pytest.mark.slow) for n in TARGETS],
+)
+def test_slice_defaults_match_the_published_posterior(name):
+    check_against_reference(name)
+
+
+def test_every_target_has_a_run_length():
+    assert set(RUNS) == set(TARGETS)
+    assert set(DEFAULT_SUITE) <= set(TARGETS)
+
+
+def test_a_biased_sampler_fails_the_check():
+    """The checks can fail: exact draws from a normal with the reference moments pass, and
+    the same draws shifted by 0.3 sd, widened by 30%, or with one chain moved, fail."""
+    target = load("eight_schools")
+    rng = np.random.default_rng(0)
+    ref = target.reference["school_effects"]
+    x = ref.mean + ref.sd * rng.normal(size=(CHAINS, 500, *ref.mean.shape))
+    assert_mean(x, ref.mean, truth_se=ref.mean_se)  # the honest draws pass
+    assert_sd(x, ref.sd, truth_se=ref.mean_se / math.sqrt(2.0))
+    with pytest.raises(AssertionError):
+        assert_mean(x + 0.3 * ref.sd, ref.mean, truth_se=ref.mean_se)
+    with pytest.raises(AssertionError):
+        assert_sd(x * 1.3, ref.sd, truth_se=ref.mean_se / math.sqrt(2.0))
+    with pytest.raises(AssertionError):
+        stuck = x.copy()
+        stuck[0] += 2.0 * ref.sd  # one chain elsewhere
+        assert_rhat(stuck, limit=RHAT, every=True)
