@@ -318,6 +318,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings: the least of these")
     parser.add_argument("--gram-limit-gib", type=float, default=2.0)
     parser.add_argument("--calibrate", action="store_true", help="fast_cost.py's weights")
+    parser.add_argument("--chains", type=int, default=0, help="instead of each problem's")
     options = parser.parse_args()
     torch.set_num_threads(1)
     if options.calibrate:
@@ -329,7 +330,7 @@ def main() -> None:
         if options.sizes:
             sizes = [sizes[int(i)] for i in options.sizes.split(",") if int(i) < len(sizes)]
         for size in sizes[:1] if options.quick else sizes:
-            run_size(name, model, make(*size), chains, options)
+            run_size(name, model, make(*size), options.chains or chains, options)
 
 
 if __name__ == "__main__":

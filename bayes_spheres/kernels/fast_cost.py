@@ -47,30 +47,32 @@ BEST_CASE_KICKERS = 4
 # Weights in seconds, fitted to bench/fast_path.py's per-form timings (least of 3 runs, one
 # torch thread, float64, on the study's 2-core machine shared with other jobs); its
 # --calibrate timings in tight loops, where the matrices stay in cache, are about half these
-# for products and equal for the rest. Products: per multiply-add per chain and per matrix
-# entry once per product (study, N = 1,000 to 16,000, P = 101 and 501: 1.7 ns an entry for
-# 8 chains, 0.9 ns for 4).
-DENSE_MADD = 0.2e-9
-DENSE_ENTRY = 0.13e-9
+# for products and equal for the rest. Products: per matrix entry once per product and per
+# multiply-add per chain (the study's posterior, N = 1,000, P = 501: 0.59 ns an entry for one
+# chain, 1.7 ns for 8).
+DENSE_ENTRY = 0.43e-9
+DENSE_MADD = 0.163e-9
 # CSR products (item response design, 3 non-zeros a row): per stored entry per chain, once
 SPARSE_MADD = 0.55e-9
 SPARSE_ENTRY = 1.8e-9
-# a plain step's elementwise work (log sigmoid, sigmoid, the leapfrog) per point and chain,
-# and its fixed cost
-PLAIN_POINT = 33e-9
+# a plain step's elementwise work (log sigmoid, sigmoid, the leapfrog) per point and chain
+# (--calibrate: 18 ns), and its fixed cost
+PLAIN_POINT = 18e-9
 PLAIN_CALL = 60e-6
-# a block form's floor per point and chain (no point pulls: 18 ns measured), its fixed cost
-# per step (Python and NumPy per block, over blocks cut short near the posterior's
-# constraints: 0.43 ms per step for 8 chains at N = 1,000), and the extra of a dense step
-# (every kick through products, and the lowest point of every path tried first: 150 ns)
-BLOCK_POINT = 18e-9
-BLOCK_CALL = 0.3e-3
+# a block form's best case per point and chain and per step (the study's posterior at the
+# paper's scale, blocks cut short near its constraints: 0.134 ms per step for one chain and
+# 0.54 ms for 8 at N = 1,000; where no point pulls at all, 18 ns a point), and the extra of
+# a dense step (every kick through products, the lowest point of every path tried first:
+# 140 ns on the item response design at N = 3,750)
+BLOCK_POINT = 55e-9
+BLOCK_CALL = 0.08e-3
 DENSE_STEP_POINT = 150e-9
-# the generic path: Pyro's trace and autograd per call (batched over the chains), and its
-# elementwise work per point and chain (item response model: gathers, sums, the Bernoulli
-# log probability and their backward)
-GENERIC_CALL = 1.4e-3
-GENERIC_POINT = 66e-9
+# the generic path: Pyro's trace and autograd per call (batched over the chains; 1.2 to
+# 1.4 ms), and its elementwise work per point and chain (the item response model: gathers,
+# sums, the Bernoulli log probability and their backward; 4.6 to 5.0 ms a gradient for
+# 4 chains at N = 30,012)
+GENERIC_CALL = 1.2e-3
+GENERIC_POINT = 30e-9
 # block steps (linear_trajectory.BLOCK_STEPS): the rows form's products are paid once a block
 BLOCK_STEPS = 32
 # the steps over which building A A' is weighed (a run of a few hundred updates of tens of

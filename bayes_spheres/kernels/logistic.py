@@ -43,7 +43,11 @@ from bayes_spheres.kernels.fast_cost import (
     choose_form,
 )
 from bayes_spheres.kernels.gram import LinearLogistic, LowRankGram, StoredGram
-from bayes_spheres.kernels.linear_products import LinearProducts, slice_trajectory_products
+from bayes_spheres.kernels.linear_products import (
+    LinearProducts,
+    slice_trajectory_products,
+    to_csr,
+)
 from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
 from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
@@ -88,6 +92,7 @@ class LogisticTarget:
         # the latent sites whose flattened values, in this order, are theta (where known)
         self.sites: dict[str, torch.Size] = {}
         self._basis: Tensor | None = None
+        self._signed_csr: Tensor | None = None  # X in CSR, for the sparse form
         self._whitened: tuple[Tensor, Tensor, LinearLogistic | LinearProducts] | None = None
         # on the CPU: placeholders until setup
         self._signed_x_basis = self._basis_precision = self._basis_shift = torch.empty(0)
@@ -112,8 +117,19 @@ class LogisticTarget:
         other._whitened = None
         return other
 
+    def signed_logits(self, theta: Tensor) -> Tensor:
+        """``sign * (X theta)`` [C, N] at ``theta`` [C, P]: through a CSR copy of ``X`` in
+        the ``sparse`` form (O(nnz) instead of O(N P): at N = 30,012 and P = 501 with 3
+        non-zeros a row, a dense product once per update would cost a fifth of the
+        trajectory)."""
+        if self.form != Form.SPARSE:
+            return theta @ self.signed_x.T
+        if self._signed_csr is None:
+            self._signed_csr = to_csr(self.signed_x)
+        return (self._signed_csr @ theta.T).T
+
     def log_likelihood(self, theta: Tensor) -> Tensor:
-        return F.logsigmoid(theta @ self.signed_x.T + self.signed_offset).sum(-1)
+        return F.logsigmoid(self.signed_logits(theta) + self.signed_offset).sum(-1)
 
     def log_prior(self, theta: Tensor) -> Tensor:
         return theta @ self.shift - 0.5 * ((theta @ self.precision) * theta).sum(-1)
@@ -163,7 +179,7 @@ class LogisticTarget:
     def scaling_ray(self, theta: Tensor) -> LogDensityAlong:
         """O(N) per chain and candidate: the signed logits ``e^s (sign X theta) + sign a0``
         (the offset does not scale) and the prior ``e^s h.theta - e^(2s) theta' Q theta / 2``."""
-        logits = (theta @ self.signed_x.T)[:, None, :]  # [C, 1, N]
+        logits = self.signed_logits(theta)[:, None, :]  # [C, 1, N]
         linear = (theta @ self.shift)[:, None]
         quadratic = 0.5 * ((theta @ self.precision) * theta).sum(-1)[:, None]
 
@@ -182,7 +198,7 @@ class LogisticLines:
 
     def __init__(self, target: LogisticTarget, theta: Tensor, directions: Tensor) -> None:
         self.target, self.theta, self.directions = target, theta, directions
-        self.logits = theta @ target.signed_x.T + target.signed_offset  # [C, N]
+        self.logits = target.signed_logits(theta) + target.signed_offset  # [C, N]
         # log prior along E_k: lp + t (h.E_k - theta' Q E_k) - t^2 E_k' Q E_k / 2
         self.slope = target._basis_shift - theta @ target.precision @ directions  # [C, K]
         self.log_prior = target.log_prior(theta)  # [C]
