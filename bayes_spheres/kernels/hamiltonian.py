@@ -18,6 +18,14 @@ The integrator is volume preserving and reversible, so the set of states is the 
 of them the chain started from, and a uniform draw from its part inside the slice leaves the
 joint density of ``(z, v)`` invariant; no accept/reject step.
 
+**The length.** A fixed length costs ``trajectory / eps`` steps, however stiff or flat the
+target: where the adapted step is small an update costs thousands of gradients (1,755 on a
+stochastic-volatility posterior, seven Pyro NUTS iterations). With ``trajectory=None`` the
+trajectory instead grows by doublings until it turns back on itself (Hoffman & Gelman 2014,
+Alg. 3: :mod:`~bayes_spheres.kernels.no_u_turn`), so its cost follows the posterior; the
+fixed length stays for targets that bring their own integrator (the fast path's), and for
+anyone who asks for a number.
+
 Where the target has a Gaussian part (the prior of the study's models), coordinates are
 whitened by it, ``theta = m + L z``, and its flow is exact: a rotation of ``(z, v)``; only the
 rest (the likelihood) enters as kicks ("split HMC", Shahbaba et al. 2014). Without a Gaussian
@@ -47,6 +55,9 @@ import torch
 from pyro.infer.mcmc.adaptation import BlockMassMatrix, WarmupAdapter
 from torch import Tensor
 
+from bayes_spheres.kernels.leapfrog import ended, energy, leapfrog
+from bayes_spheres.kernels.leapfrog import flow as flow  # re-exported: its old home
+from bayes_spheres.kernels.no_u_turn import MAX_DEPTH, no_u_turn_trajectory
 from bayes_spheres.kernels.protocols import Rest, Splitting, Target, TrajectoryStep
 from bayes_spheres.kernels.steps import scale_update
 
@@ -55,6 +66,9 @@ MAX_ENERGY = 1000.0
 # The most leapfrog steps in one trajectory (a step size adapted far down, e.g. from a bad
 # start, would otherwise make one update arbitrarily long); NUTS's default depth allows 1,023.
 MAX_LEAPFROGS = 4096
+# The fixed length where the target brings its own integrator and ``trajectory`` is None
+# (the fast path's; docs/mcmc.md).
+SPECIALISED_TRAJECTORY = 6.0
 SITE = ("theta",)  # the one block of the mass matrix: the flat unconstrained vector
 
 
@@ -64,33 +78,6 @@ class Mass(StrEnum):
     UNIT = "unit"
     DIAGONAL = "diagonal"
     DENSE = "dense"
-
-
-def flow(z: Tensor, v: Tensor, eps: float, gaussian: bool) -> tuple[Tensor, Tensor]:
-    """The exact flow for time ``eps`` of ``H = |z|^2 / 2 + |v|^2 / 2`` (a rotation), or of
-    ``H = |v|^2 / 2`` (a drift) when there is no Gaussian part."""
-    if not gaussian:
-        return z + eps * v, v
-    c, s = math.cos(eps), math.sin(eps)
-    return z * c + v * s, v * c - z * s
-
-
-def energy(z: Tensor, v: Tensor, logp_rest: Tensor, gaussian: bool) -> Tensor:
-    """``H = -log rest(z) + |v|^2 / 2`` (+ ``|z|^2 / 2`` with a Gaussian part), per chain."""
-    h = 0.5 * (v * v).sum(-1) - logp_rest
-    return h + 0.5 * (z * z).sum(-1) if gaussian else h
-
-
-def leapfrog(
-    z: Tensor, v: Tensor, grad: Tensor, eps: float, rest: Rest, gaussian: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Half kick from the rest, exact Gaussian flow (or drift), half kick.
-
-    Returns ``(z, v, logp, grad)`` at the new point."""
-    v = v + 0.5 * eps * grad
-    z, v = flow(z, v, eps, gaussian)
-    logp, grad = rest(z)
-    return z, v + 0.5 * eps * grad, logp, grad
 
 
 def start_trajectory(
@@ -103,12 +90,6 @@ def start_trajectory(
     # on the CPU: a number of steps
     k = int(torch.randint(0, steps + 1, ()))
     return v, h0, log_u, k
-
-
-def ended(h: Tensor, level: Tensor) -> Tensor:
-    """Whether energies ``h`` are above the level at which a trajectory's direction ends
-    (or not a number)."""
-    return ~(h <= level)
 
 
 def truncate(energies: Tensor, level: Tensor) -> Tensor:
@@ -197,18 +178,21 @@ class HamiltonianSliceSampler:
     """Slice updates along Hamiltonian trajectories over C chains (``directions=hamiltonian``).
 
     ``trajectory``: the length in time of one trajectory (whitened units: ``pi / 2`` is a
-    quarter period of the Gaussian part); ``init_step``: the first step size, adapted in
-    warm-up towards ``target_accept``; each update jitters it by +-10 %.
-    ``warmup_trajectory``: a shorter length for the warm-up updates (None: ``trajectory``), so
-    that more of them, hence a better adapted step, fit the same time. ``mass``: the mass
-    matrix adapted where the target has no Gaussian part. ``scale_moves``: scale moves
-    (Liu & Sabatti 2000) after each update. ``max_energy``: the divergence threshold.
+    quarter period of the Gaussian part); None: as long as the no-U-turn criterion lets it
+    grow (:mod:`~bayes_spheres.kernels.no_u_turn`, at most ``2^max_depth - 1`` steps), or
+    ``SPECIALISED_TRAJECTORY`` where the target brings its own fixed-length integrator (the
+    fast path). ``init_step``: the first step size, adapted in warm-up towards
+    ``target_accept``; each update jitters it by +-10 %. ``warmup_trajectory``: a length for
+    the warm-up updates (None: as ``trajectory``), so that more of them, hence a better
+    adapted step, fit the same time. ``mass``: the mass matrix adapted where the target has no
+    Gaussian part. ``scale_moves``: scale moves (Liu & Sabatti 2000) after each update.
+    ``max_energy``: the divergence threshold.
     """
 
     def __init__(
         self,
         warmup: int = 0,
-        trajectory: float = 6.0,
+        trajectory: float | None = None,
         init_step: float = 0.1,
         target_accept: float = 0.8,
         warmup_trajectory: float | None = None,
@@ -217,22 +201,29 @@ class HamiltonianSliceSampler:
         scale_width: float = 1.0,
         max_steps: int = 20,
         max_energy: float = MAX_ENERGY,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
-        if not (trajectory > 0 and init_step > 0 and 0 < target_accept < 1 and warmup >= 0):
+        if not (init_step > 0 and 0 < target_accept < 1 and warmup >= 0 and max_depth >= 1):
             raise ValueError(
-                f"trajectory={trajectory}, init_step={init_step}, target_accept={target_accept}, "
-                f"warmup={warmup}: need trajectory, init_step > 0, 0 < target_accept < 1, "
-                "warmup >= 0"
+                f"init_step={init_step}, target_accept={target_accept}, warmup={warmup}, "
+                f"max_depth={max_depth}: need init_step > 0, 0 < target_accept < 1, "
+                "warmup >= 0, max_depth >= 1"
             )
-        if warmup_trajectory is not None and not warmup_trajectory > 0:
-            raise ValueError(f"warmup_trajectory={warmup_trajectory}: must be positive or None")
-        self.warmup, self.trajectory = warmup, float(trajectory)
-        self.warmup_trajectory = float(warmup_trajectory or trajectory)
+        for name, length in (("trajectory", trajectory), ("warmup_trajectory", warmup_trajectory)):
+            if length is not None and not length > 0:
+                raise ValueError(f"{name}={length}: must be positive or None")
+        self.warmup = warmup
+        self.trajectory = None if trajectory is None else float(trajectory)
+        self.warmup_trajectory = self.trajectory
+        if warmup_trajectory is not None:
+            self.warmup_trajectory = float(warmup_trajectory)
+        self.max_depth = max_depth
         self.init_step, self.target_accept, self.mass = init_step, target_accept, Mass(mass)
         self.step_size = float(init_step)
         self.scale_moves, self.scale_width, self.max_steps = scale_moves, scale_width, max_steps
         self.max_energy = max_energy
         self.iteration = self.leapfrogs = self.calls = 0
+        self.draw_leapfrogs = self.draw_states = self.draw_time = 0.0  # after warm-up
         self.accept_sum = self.in_slice_sum = 0.0
         self.adapter: WarmupAdapter | None = None
         self._base: Splitting | None = None
@@ -327,14 +318,26 @@ class HamiltonianSliceSampler:
         # on the CPU: a number
         eps = self.step_size * (0.9 + 0.2 * float(torch.rand(())))
         length = self.warmup_trajectory if self.warming_up else self.trajectory
-        steps = min(max(1, round(length / eps)), MAX_LEAPFROGS)
-        if split.trajectory is not None:
-            step = split.trajectory(z, lp, grad, eps, steps, self.max_energy)
-        else:
-            step = slice_trajectory(
-                z, lp, grad, split.rest, eps, steps, split.gaussian, self.max_energy
+        if length is None and split.trajectory is None:
+            tree = no_u_turn_trajectory(
+                z, lp, grad, split.rest, eps, split.gaussian, self.max_energy, self.max_depth
             )
+            step, steps, states = tree.step, tree.leapfrogs, float(tree.states.mean())
+        else:
+            if length is None:
+                length = SPECIALISED_TRAJECTORY
+            steps = states = min(max(1, round(length / eps)), MAX_LEAPFROGS)
+            if split.trajectory is not None:
+                step = split.trajectory(z, lp, grad, eps, steps, self.max_energy)
+            else:
+                step = slice_trajectory(
+                    z, lp, grad, split.rest, eps, steps, split.gaussian, self.max_energy
+                )
         self.leapfrogs += steps
+        if not self.warming_up:
+            self.draw_leapfrogs += steps
+            self.draw_states += states
+            self.draw_time += states * eps
         accept = step.accept.mean()
         self.accept_sum += float(accept)
         self.in_slice_sum += float(step.in_slice.mean())
@@ -359,10 +362,23 @@ class HamiltonianSliceSampler:
         return theta, logp
 
     def info(self) -> dict:
+        """Settings and what the run measured: the step size adapted, leapfrog steps per
+        update (batched over the chains: the longest chain's; over all updates, and over
+        those after warm-up), and after warm-up the mean steps and length in time of one
+        chain's trajectory (what the no-U-turn criterion chose)."""
         n = max(self.iteration, 1)
+        draws = max(self.iteration - self.warmup, 1)
+        own = self._split is not None and self._split.trajectory is not None
+        adaptive = SPECIALISED_TRAJECTORY if own else "no-u-turn"  # what None meant here
         return {
-            "trajectory": self.trajectory,
-            "warmup_trajectory": self.warmup_trajectory,
+            "trajectory": adaptive if self.trajectory is None else self.trajectory,
+            "warmup_trajectory": (
+                adaptive if self.warmup_trajectory is None else self.warmup_trajectory
+            ),
+            "max_depth": self.max_depth,
+            "length_mean": round(self.draw_time / draws, 4),
+            "steps_per_chain": round(self.draw_states / draws, 1),
+            "leapfrogs_per_draw": round(self.draw_leapfrogs / draws, 1),
             "step_size": round(self.step_size, 6),
             "mass": str(self.mass) if self._base is None or not self._base.gaussian else "prior",
             "leapfrogs_per_update": round(self.leapfrogs / n, 1),
