@@ -37,6 +37,7 @@ import numpy as np
 from bayes_spheres.benchmarks.gym import dataset
 
 DATA = Path(__file__).resolve().parent / "data"
+GYM_SHUFFLE_SEED = 1337  # inference_gym/internal/data.py's default shuffle_seed
 
 
 def german_credit_numeric_raw() -> np.ndarray:
@@ -118,8 +119,9 @@ def sp500_returns(num_points: int = 100) -> np.ndarray:
 
 
 def synthetic_item_response_theory() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``student_ids``, ``question_ids``, ``correct`` [30012] (every pair in the training
-    set; the gym's shuffle only reorders the terms of the likelihood)."""
+    """``student_ids``, ``question_ids``, ``correct`` [30012] (every answer in the training
+    set; the gym's shuffle only reorders the terms of the likelihood: abilities and
+    difficulties are indexed by the ids)."""
     d = dataset("synthetic_item_response_theory")
     return (
         np.asarray(d.STUDENT_IDS, dtype=np.int64),
@@ -129,10 +131,15 @@ def synthetic_item_response_theory() -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def synthetic_log_gaussian_cox_process() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``locations [100, 2]`` (a 10 x 10 grid), ``extents [100]``, ``counts [100]``."""
+    """``locations [100, 2]`` (a 10 x 10 grid), ``extents [100]``, ``counts [100]``, in the
+    order of the gym's ``synthetic_log_gaussian_cox_process()``: shuffled by
+    ``np.random.RandomState(1337)``. The order matters: the reference's ``log_intensity[i]``
+    belongs to the i-th location after the shuffle."""
     d = dataset("synthetic_log_gaussian_cox_process")
+    order = np.arange(len(d.COUNTS))
+    np.random.RandomState(GYM_SHUFFLE_SEED).shuffle(order)  # the gym's RNG
     return (
-        np.asarray(d.LOCATIONS, dtype=np.float64),
-        np.asarray(d.EXTENTS, dtype=np.float64),
-        np.asarray(d.COUNTS, dtype=np.int64),
+        np.asarray(d.LOCATIONS, dtype=np.float64)[order],
+        np.asarray(d.EXTENTS, dtype=np.float64)[order],
+        np.asarray(d.COUNTS, dtype=np.int64)[order],
     )

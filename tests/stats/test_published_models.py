@@ -20,8 +20,11 @@ from scipy.special import log_expit
 
 from bayes_spheres.benchmarks import TARGETS, load
 from bayes_spheres.benchmarks.datasets import (
+    brownian_motion_missing_middle,
     german_credit_numeric_raw,
     radon_minnesota,
+    synthetic_item_response_theory,
+    synthetic_log_gaussian_cox_process,
 )
 from bayes_spheres.benchmarks.gym import dataset
 
@@ -161,7 +164,9 @@ def item_response_theory(v: dict) -> float:
 
 def log_gaussian_cox_process(v: dict) -> float:
     d = dataset("synthetic_log_gaussian_cox_process")
-    x, extents, counts = np.asarray(d.LOCATIONS), np.asarray(d.EXTENTS), np.asarray(d.COUNTS)
+    shuffle = np.arange(100)  # the gym's data.synthetic_log_gaussian_cox_process(shuffle=True)
+    np.random.RandomState(1337).shuffle(shuffle)  # the gym's RNG
+    x, extents, counts = (np.asarray(a)[shuffle] for a in (d.LOCATIONS, d.EXTENTS, d.COUNTS))
     amp, ls = v["amplitude"] + 0.001, v["length_scale"] + 0.001
     r = np.sqrt(3) * cdist(x, x) / ls
     cov = amp**2 * (1 + r) * np.exp(-r) + 1e-6 * np.eye(100)
@@ -301,6 +306,27 @@ def test_vendored_data_are_the_published_ones():
     r = radon_minnesota()
     assert (len(r.log_radon), r.num_counties) == (919, 85)  # the gym's asserted counts
     assert r.county_names[:2] == ("AITKIN", "ANOKA")
+
+
+def test_data_are_in_the_references_order():
+    """Per-unit quantities follow their data: a loader that reorders units (the gym shuffles
+    the Cox process's cells with seed 1337) would pair each reference coordinate with another
+    unit's data, which no density check sees."""
+    _, extents, counts = synthetic_log_gaussian_cox_process()
+    lgcp = load("log_gaussian_cox_process").reference["log_intensity"].mean
+    assert np.corrcoef(np.log(counts) - np.log(extents), lgcp)[0, 1] > 0.99
+    r = radon_minnesota()
+    county_mean = np.array([r.log_radon[r.county == c].mean() for c in range(r.num_counties)])
+    radon = load("radon_minnesota").reference["county_effect"].mean
+    assert np.corrcoef(county_mean, radon)[0, 1] > 0.6
+    _, questions, correct = synthetic_item_response_theory()
+    rate = np.bincount(questions, weights=correct) / np.bincount(questions)
+    difficulty = load("item_response_theory").reference["question_difficulty"].mean
+    assert np.corrcoef(rate, difficulty)[0, 1] < -0.9
+    observed, _, _ = brownian_motion_missing_middle()
+    seen = ~np.isnan(observed)
+    locs = load("brownian_motion").reference["identity"].mean
+    assert np.corrcoef(observed[seen], locs[seen])[0, 1] > 0.9
 
 
 def test_the_gym_is_read_without_tensorflow():
