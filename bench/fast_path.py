@@ -23,7 +23,8 @@ step (all chains), and the largest difference of the final state from the first 
 The generic path is timed per gradient of Pyro's batched potential (one per leapfrog step).
 ``gram`` is skipped where ``A A'`` would exceed ``--gram-limit-gib``.
 
-Run (about ten minutes on the study's 2-core machine)::
+Run (about twenty minutes on the study's 2-core machine shared with other jobs; `gram` at
+N = 15,000 and 16,000 holds 1.7 and 1.9 GiB)::
 
     python bench/fast_path.py            # all sizes
     python bench/fast_path.py --quick    # small sizes only, a smoke test

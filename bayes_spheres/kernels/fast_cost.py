@@ -19,14 +19,14 @@ per chain (``K``: the points whose kicks count, ``a < 15``):
   costs, counted once by :class:`ProductCounter` (its products, twice for the gradient;
   gathers and elementwise work are charged per point), plus Pyro's overhead per call.
 
-:func:`choose_form` turns the sizes into seconds per step with the weights below (measured
-by ``bench/fast_path.py`` on the study's 2-core machine, one torch thread, float64), and
-picks: the cheaper plain form (``products`` or ``sparse``); a block form (``gram`` where
-``A A'`` fits ``max_gram_bytes``, else ``rows``) instead where the geometric mean of its best
-case (few points pull) and its worst (every step dense: data that are not separable) is
-cheaper, since which case holds is not known before sampling; none (the generic path) where
-that choice costs more than the generic path. Counts, not timings: the same model and data
-give the same choice.
+:func:`choose_form` turns the sizes into seconds per step with the weights below (fitted to
+``bench/fast_path.py`` on the study's 2-core machine, one torch thread, float64) and takes
+the cheapest: a plain form at its cost; a block form (``gram`` only where ``A A'`` fits
+``max_gram_bytes``) at the geometric mean of its best case (few points pull) and its worst
+(every step dense: data that are not separable), since which holds is not known before
+sampling, plus its set-up spread over ``SETUP_STEPS``; none (the generic path) where even
+that costs more than the generic path. Counts, not timings: the same model and data give the
+same choice. Measurements and misses: ``docs/mcmc.md``, "Cost of the fast path".
 """
 
 from __future__ import annotations

@@ -78,11 +78,12 @@ class LogisticTarget:
         prior_constant: float = 0.0,
         form: Form | str | None = None,
     ) -> None:
-        self.form_reason = f"form={form!r} given"
         if form is None:
             gram_bytes = len(x) ** 2 * x.element_size()
             form = Form.GRAM if gram_bytes <= MAX_GRAM_BYTES else Form.ROWS
             self.form_reason = f"A A' {gram_bytes} bytes, limit {MAX_GRAM_BYTES}"
+        else:
+            self.form_reason = f"form={Form(form).value!r} given"
         self.form: str = Form(form).value
         sign = 2.0 * y - 1.0
         self.signed_x = sign[:, None] * x  # [N, P]
@@ -113,7 +114,8 @@ class LogisticTarget:
         """The same target integrated in another ``form`` (whitening and ``A A'`` rebuilt
         at the next :meth:`splitting`)."""
         other = copy.copy(self)
-        other.form, other.form_reason = Form(form).value, f"form={form!r} given"
+        other.form = Form(form).value
+        other.form_reason = f"form={other.form!r} given"
         other._whitened = None
         return other
 
@@ -364,7 +366,8 @@ def linear_logistic_target(
             f"{float(pyro_gap):.6g} between two points"
         )
     if form is not None:
-        target.form, target.form_reason = Form(form).value, f"form={form!r} given"
+        target.form = Form(form).value
+        target.form_reason = f"form={target.form!r} given"
         return target
     diagonal = bool((precision == torch.diag(torch.diagonal(precision))).all())
     sizes = Sizes(len(x), size, int((x != 0).sum()), diagonal, x.element_size(), chains)
