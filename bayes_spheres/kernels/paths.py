@@ -92,7 +92,8 @@ def probe_fast(problem: Problem, settings: SliceSettings, initial: Tensor) -> Fo
     try:
         target = linear_logistic_target(
             problem.model, problem.args, problem.kwargs, problem.shapes, problem.potential_fn,
-            initial[0], problem.prototype,
+            initial[0], problem.prototype, chains=len(initial),
+            max_gram_bytes=settings.max_gram_bytes,
         )  # fmt: skip
     except NotLinearLogistic as err:
         raise Refused(str(err)) from err

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from bayes_spheres import checks
+from bayes_spheres.kernels.fast_cost import MAX_GRAM_BYTES
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, Mass
 from bayes_spheres.kernels.sampler import Directions
 
@@ -48,6 +49,9 @@ class SliceSettings:
     :param fast: take the fast or conditional path where the model allows it.
     :param batch_potential: generic path: evaluate Pyro's potential for all chains in one
         run of the model where a check finds it equal to Pyro's per point.
+    :param max_gram_bytes: fast path: the most memory the [N, N] matrix ``A A'`` may take;
+        past it the fast path reads its rows on demand or takes another form
+        (``kernels/fast_cost.py``; the form and why in ``diagnostics()["form"]``).
     """
 
     directions: Directions = Directions.HAMILTONIAN
@@ -61,6 +65,7 @@ class SliceSettings:
     max_energy: float = MAX_ENERGY
     fast: bool = True
     batch_potential: bool = True
+    max_gram_bytes: int = MAX_GRAM_BYTES
 
     def __post_init__(self) -> None:
         checked = {
@@ -72,6 +77,7 @@ class SliceSettings:
             "max_energy": checks.positive("max_energy", self.max_energy),
             "fast": checks.flag("fast", self.fast),
             "batch_potential": checks.flag("batch_potential", self.batch_potential),
+            "max_gram_bytes": checks.integer("max_gram_bytes", self.max_gram_bytes),
         }
         for name in ("trajectory", "warmup_trajectory"):
             if getattr(self, name) is not None:
