@@ -225,8 +225,9 @@ def annealed_importance_sampling(
     fast, reason = None, "transition='coordinate'"
     if transition is not Transition.COORDINATE:
         problem = Problem(model, args, kwargs, potential_fn, transforms, shapes, prototype)
+        points = like.reshape(1, -1).expand(particles, -1)  # the form is weighed for them
         try:  # the kernel's own probe of its fast path
-            fast = PATHS["fast"].probe(problem, SliceSettings(), like.reshape(1, -1)).target
+            fast = PATHS["fast"].probe(problem, SliceSettings(), points).target
         except Refused as error:
             if transition is Transition.HAMILTONIAN:
                 raise ValueError(
