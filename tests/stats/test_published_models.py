@@ -27,6 +27,7 @@ from bayes_spheres.benchmarks.datasets import (
     synthetic_log_gaussian_cox_process,
 )
 from bayes_spheres.benchmarks.gym import dataset
+from bayes_spheres.benchmarks.time_series import AR1
 
 RTOL = 1e-11  # relative to the sum of the terms' magnitudes: float64 rounding, no more
 POINTS = 4
@@ -327,6 +328,20 @@ def test_data_are_in_the_references_order():
     seen = ~np.isnan(observed)
     locs = load("brownian_motion").reference["identity"].mean
     assert np.corrcoef(observed[seen], locs[seen])[0, 1] > 0.9
+
+
+def test_ar1_samples_have_its_moments():
+    """The path distribution's sampler (used for prior draws) against its stationary law:
+    mean ``loc``, variance ``scale^2 / (1 - rho^2)``, lag-1 correlation ``rho``."""
+    torch.manual_seed(0)
+    loc, rho, scale = torch.tensor(2.0), torch.tensor(0.8), torch.tensor(0.5)
+    x = AR1(loc, rho, scale, num_steps=20).sample(torch.Size([20000])).numpy()
+    var = 0.25 / (1 - 0.64)
+    se = np.sqrt(var / 20000)
+    assert np.all(np.abs(x.mean(0) - 2.0) < 5 * se)
+    assert np.all(np.abs(x.var(0) / var - 1) < 5 * np.sqrt(2 / 20000))
+    lag = np.corrcoef(x[:, 9], x[:, 10])[0, 1]
+    assert abs(lag - 0.8) < 5 * (1 - 0.64) / np.sqrt(20000)
 
 
 def test_the_gym_is_read_without_tensorflow():
