@@ -18,7 +18,9 @@ chains, in worker processes or one after another.
 
 from __future__ import annotations
 
+import pyro
 import torch
+from pyro import poutine
 from pyro.infer.mcmc.api import AbstractMCMC
 from pyro.infer.mcmc.util import diagnostics, print_summary, select_samples
 from torch import Tensor
@@ -40,6 +42,7 @@ class VectorizedMCMC(AbstractMCMC):
         num_chains: int = 1,
         initial_params: dict[str, Tensor] | None = None,
         disable_progbar: bool = False,
+        disable_validation: bool = True,
     ) -> None:
         if not isinstance(kernel, Slice):
             raise TypeError(f"VectorizedMCMC runs a Slice kernel, not {type(kernel).__name__}")
@@ -51,13 +54,22 @@ class VectorizedMCMC(AbstractMCMC):
         self.num_samples = num_samples
         self.warmup_steps = num_samples if warmup_steps is None else warmup_steps
         self.initial_params, self.disable_progbar = initial_params, disable_progbar
+        self.disable_validation = disable_validation
         self._args: tuple = ()
         self._kwargs: dict = {}
         self._samples: dict[str, Tensor] = {}
         self._chain_diagnostics: dict = {}
 
+    @poutine.block
     def run(self, *args: object, **kwargs: object) -> None:
+        """As ``MCMC.run``: outside any enclosing handler, and without Pyro's validation of
+        distribution arguments by default (a trajectory may pass through states where they
+        are not finite; those end its direction, as in Pyro's HMC)."""
         self._args, self._kwargs = args, kwargs
+        with pyro.validation_enabled(not self.disable_validation):
+            self._run(args, kwargs)
+
+    def _run(self, args: tuple, kwargs: dict) -> None:
         kernel = self.kernel
         problem, initial = kernel.chains(
             self.num_chains, *args, initial_params=self.initial_params, **kwargs
