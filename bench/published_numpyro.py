@@ -103,8 +103,10 @@ def stochastic_volatility() -> Callable[[], None]:
     def model() -> None:
         phi = numpyro.sample(
             "persistence_of_volatility",
+            # the domain makes the support (-1, 1), as Pyro's AffineBeta (default: real)
             dist.TransformedDistribution(
-                dist.Beta(20.0, 1.5), dist.transforms.AffineTransform(-1.0, 2.0)
+                dist.Beta(20.0, 1.5),
+                dist.transforms.AffineTransform(-1.0, 2.0, domain=constraints.unit_interval),
             ),
         )
         mu = numpyro.sample("mean_log_volatility", dist.Cauchy(0.0, 5.0))
