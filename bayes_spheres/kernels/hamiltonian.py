@@ -18,13 +18,11 @@ The integrator is volume preserving and reversible, so the set of states is the 
 of them the chain started from, and a uniform draw from its part inside the slice leaves the
 joint density of ``(z, v)`` invariant; no accept/reject step.
 
-**The length.** A fixed length costs ``trajectory / eps`` steps, however stiff or flat the
-target: where the adapted step is small an update costs thousands of gradients (1,755 on a
-stochastic-volatility posterior, seven Pyro NUTS iterations). With ``trajectory=None`` the
-trajectory instead grows by doublings until it turns back on itself (Hoffman & Gelman 2014,
-Alg. 3: :mod:`~bayes_spheres.kernels.no_u_turn`), so its cost follows the posterior; the
-fixed length stays for targets that bring their own integrator (the fast path's), and for
-anyone who asks for a number.
+**The length.** A fixed length costs ``trajectory / eps`` steps however stiff or flat the
+target is. With ``trajectory=None`` the trajectory grows by doublings until it turns back on
+itself (Hoffman & Gelman 2014, Alg. 3: :mod:`~bayes_spheres.kernels.no_u_turn`), no shorter
+than a floor learnt in warm-up (:mod:`~bayes_spheres.kernels.trajectory_length`), so its cost
+follows the posterior; targets with their own integrator (the fast path) keep a fixed one.
 
 Where the target has a Gaussian part (the prior of the study's models), coordinates are
 whitened by it, ``theta = m + L z``, and its flow is exact: a rotation of ``(z, v)``; only the
@@ -60,6 +58,7 @@ from bayes_spheres.kernels.leapfrog import flow as flow  # re-exported: its old 
 from bayes_spheres.kernels.no_u_turn import MAX_DEPTH, no_u_turn_trajectory
 from bayes_spheres.kernels.protocols import Rest, Splitting, Target, TrajectoryStep
 from bayes_spheres.kernels.steps import scale_update
+from bayes_spheres.kernels.trajectory_length import least_states, warmup_floor
 
 # Pyro's HMC and NUTS call a transition divergent when the energy rises by more than this.
 MAX_ENERGY = 1000.0
@@ -179,14 +178,16 @@ class HamiltonianSliceSampler:
 
     ``trajectory``: the length in time of one trajectory (whitened units: ``pi / 2`` is a
     quarter period of the Gaussian part); None: as long as the no-U-turn criterion lets it
-    grow (:mod:`~bayes_spheres.kernels.no_u_turn`, at most ``2^max_depth - 1`` steps), or
-    ``SPECIALISED_TRAJECTORY`` where the target brings its own fixed-length integrator (the
-    fast path). ``init_step``: the first step size, adapted in warm-up towards
-    ``target_accept``; each update jitters it by +-10 %. ``warmup_trajectory``: a length for
-    the warm-up updates (None: as ``trajectory``), so that more of them, hence a better
-    adapted step, fit the same time. ``mass``: the mass matrix adapted where the target has no
-    Gaussian part. ``scale_moves``: scale moves (Liu & Sabatti 2000) after each update.
-    ``max_energy``: the divergence threshold.
+    grow (:mod:`~bayes_spheres.kernels.no_u_turn`, at most ``2^max_depth - 1`` steps; with
+    ``floor``, no shorter than a quarter period of the posterior's longest scale measured in
+    warm-up, :mod:`~bayes_spheres.kernels.trajectory_length`), or ``SPECIALISED_TRAJECTORY``
+    where the target brings its own fixed-length integrator (the fast path). ``init_step``:
+    the first step size, adapted in warm-up towards ``target_accept``; each update jitters it
+    by +-10 %. ``warmup_trajectory``: a length for the warm-up updates (None: as
+    ``trajectory``), so that more of them, hence a better adapted step, fit the same time.
+    ``mass``: the mass matrix adapted where the target has no Gaussian part.
+    ``scale_moves``: scale moves (Liu & Sabatti 2000) after each update. ``max_energy``: the
+    divergence threshold.
     """
 
     def __init__(
@@ -202,6 +203,7 @@ class HamiltonianSliceSampler:
         max_steps: int = 20,
         max_energy: float = MAX_ENERGY,
         max_depth: int = MAX_DEPTH,
+        floor: bool = True,
     ) -> None:
         if not (init_step > 0 and 0 < target_accept < 1 and warmup >= 0 and max_depth >= 1):
             raise ValueError(
@@ -217,7 +219,9 @@ class HamiltonianSliceSampler:
         self.warmup_trajectory = self.trajectory
         if warmup_trajectory is not None:
             self.warmup_trajectory = float(warmup_trajectory)
-        self.max_depth = max_depth
+        self.max_depth, self.use_floor = max_depth, floor
+        self.floor: float | None = None  # learnt at the end of warm-up
+        self._warmup_states: list[Tensor] = []
         self.init_step, self.target_accept, self.mass = init_step, target_accept, Mass(mass)
         self.step_size = float(init_step)
         self.scale_moves, self.scale_width, self.max_steps = scale_moves, scale_width, max_steps
@@ -319,9 +323,14 @@ class HamiltonianSliceSampler:
         eps = self.step_size * (0.9 + 0.2 * float(torch.rand(())))
         length = self.warmup_trajectory if self.warming_up else self.trajectory
         if length is None and split.trajectory is None:
+            if self.floor is None and not self.warming_up:
+                self.floor = warmup_floor(self._warmup_states, split) if self.use_floor else 0.0
+                self._warmup_states = []
+            least = least_states(self.floor or 0.0, eps)
             tree = no_u_turn_trajectory(
-                z, lp, grad, split.rest, eps, split.gaussian, self.max_energy, self.max_depth
-            )
+                z, lp, grad, split.rest, eps, split.gaussian, self.max_energy, self.max_depth,
+                least,
+            )  # fmt: skip
             step, steps, states = tree.step, tree.leapfrogs, float(tree.states.mean())
         else:
             if length is None:
@@ -355,6 +364,8 @@ class HamiltonianSliceSampler:
         else:
             self._state = (theta, step.z, step.logp_rest, step.grad)
         if self.warming_up:
+            if self.use_floor and 2 * self.iteration >= self.warmup:
+                self._warmup_states.append(theta)
             self.adapter.step(self.iteration, {SITE[0]: theta}, accept)
             self.step_size = self.adapter.step_size
         self.iteration += 1
@@ -376,6 +387,7 @@ class HamiltonianSliceSampler:
                 adaptive if self.warmup_trajectory is None else self.warmup_trajectory
             ),
             "max_depth": self.max_depth,
+            "floor": round(self.floor or 0.0, 4),
             "length_mean": round(self.draw_time / draws, 4),
             "steps_per_chain": round(self.draw_states / draws, 1),
             "leapfrogs_per_draw": round(self.draw_leapfrogs / draws, 1),

@@ -129,8 +129,13 @@ def no_u_turn_trajectory(
     gaussian: bool,
     max_energy: float,
     max_depth: int = MAX_DEPTH,
+    min_states: int = 1,
 ) -> NoUTurnStep:
     """One slice update along a no-U-turn trajectory for C chains (module docstring).
+
+    ``min_states``: a U-turn ends only trees and subtrees of at least this many states
+    (:mod:`~bayes_spheres.kernels.trajectory_length`: a floor under the length; 1, every
+    U-turn counts, is NUTS).
 
     ``accept`` is the mean ``min(1, e^-dH)`` over every state integrated (the statistic NUTS
     adapts its step size on, Hoffman & Gelman 2014 Alg. 6), ``in_slice`` the fraction of them
@@ -189,8 +194,9 @@ def no_u_turn_trajectory(
             if leaf % 2 == 0:
                 momenta[last], sums[last] = v, sub_rho
             turned = torch.zeros_like(moving)
-            for i in range(last, first - 1, -1):
-                turned |= is_turning(momenta[i], v, sub_rho - sums[i] + momenta[i])
+            for i in range(last, first - 1, -1):  # balanced subtrees of 2, 4, ... states
+                if 2 ** (last - i + 1) >= min_states:
+                    turned |= is_turning(momenta[i], v, sub_rho - sums[i] + momenta[i])
             moving = moving & ~turned
         # the chains whose subtree neither turned nor ended: merge it
         valid = moving
@@ -202,7 +208,9 @@ def no_u_turn_trajectory(
         count = count + torch.where(valid, sub_count, 0)
         rho = rho + torch.where(valid[:, None], sub_rho, 0)
         depth += running
-        running = valid & ~is_turning(left.v, right.v, rho)
+        running = valid
+        if 2 ** (j + 1) >= min_states:
+            running = running & ~is_turning(left.v, right.v, rho)
     n = states.clamp_min(1)
     accept = torch.where(states > 0, accept_sum / n, 1.0)
     step = TrajectoryStep(*pick, accept=accept, in_slice=inside_sum / n, diverging=diverging)

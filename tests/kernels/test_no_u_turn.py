@@ -14,6 +14,7 @@ import torch
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
 from bayes_spheres.kernels.no_u_turn import checkpoints, is_turning, no_u_turn_trajectory
 from bayes_spheres.kernels.potential import PotentialTarget
+from bayes_spheres.kernels.trajectory_length import least_states, longest_scale
 
 DT = torch.float64
 
@@ -185,3 +186,52 @@ def test_bad_lengths_are_named():
         HamiltonianSliceSampler(2, trajectory=-1.0)
     with pytest.raises(ValueError, match="max_depth"):
         HamiltonianSliceSampler(2, max_depth=0)
+
+
+def test_floor_by_hand():
+    """The longest scale of four points ``(+-2, 0), (0, +-1)`` is ``sqrt(8 / 3)`` (their
+    covariance is ``diag(8, 2) / 3``); a floor of 3 at step 0.25 asks for 12 states, none for
+    one."""
+    z = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=DT)
+    assert longest_scale(z) == pytest.approx(math.sqrt(8 / 3))
+    assert least_states(3.0, 0.25) == 12
+    assert least_states(0.0, 0.1) == 1
+    assert least_states(2.0, 0.3) == 7
+
+
+def test_no_tree_turns_below_the_floor():
+    """On ``N(0, 1)`` with step 0.1 a tree turns after about ``pi / 0.1 = 31`` states; with
+    ``min_states = 200`` no U-turn counts before 256 states, so every tree has at least 255
+    new ones (depth 8), and without a floor fewer."""
+
+    def rest(z):
+        return -0.5 * (z * z).sum(-1), -z
+
+    z = torch.randn(6, 3, dtype=DT)
+    torch.manual_seed(2)
+    short = no_u_turn_trajectory(z, *rest(z), rest, 0.1, False, 1000.0)
+    long = no_u_turn_trajectory(z, *rest(z), rest, 0.1, False, 1000.0, min_states=200)
+    assert bool((short.states < 255).all()), short.states
+    assert bool((long.states >= 255).all()), long.states
+
+
+def test_floor_keeps_the_target_exact():
+    """A 2-D Gaussian with correlation 0.95 under a diagonal mass matrix: the floor
+    (``pi / 2 * sqrt(1.95)``) is longer than many no-U-turn trees there, so U-turns below it
+    are ignored in many updates; means and second moments stay within the Monte Carlo
+    error."""
+    cov = torch.tensor([[1.0, 0.95], [0.95, 1.0]], dtype=DT)
+    mean = torch.tensor([1.0, -1.0], dtype=DT)
+    precision = torch.linalg.inv(cov)
+
+    def potential(t):
+        d = t - mean
+        return 0.5 * ((d @ precision) * d).sum(-1)
+
+    draws, sampler = _sample(_batched(potential), 2, 500, 150)
+    assert sampler.info()["floor"] > 1.5
+    for i in range(2):
+        _assert_mean(draws[..., i], float(mean[i]))
+    centred = draws - mean.numpy()
+    _assert_mean(centred[..., 0] * centred[..., 1], 0.95)
+    _assert_mean(centred[..., 1] ** 2, 1.0)
