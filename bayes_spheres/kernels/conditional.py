@@ -4,27 +4,37 @@
 runs on the fast integrator.
 
 The latent sites split into the **Gaussian sites** ``G`` (a ``Normal``, possibly
-``Independent`` or expanded) and the **hyper-parameters** ``H`` (every other site, a few
-numbers). Pyro's own :class:`~pyro.infer.reparam.LocScaleReparam` (``centered=0``) writes each
+``Independent`` or expanded) and the **hyper-parameters** ``H`` (every other site).
+Pyro's own :class:`~pyro.infer.reparam.LocScaleReparam` (``centered=0``) writes each
 Gaussian site as ``loc + scale * z`` with ``z ~ N(0, I)``; where, given ``H``, the logits are
-linear in ``z`` (checked at run time), the conditional posterior of ``z`` is a
-:class:`~bayes_spheres.kernels.logistic.LogisticTarget` with a standard normal prior, whose
-logit matrix ``X(H) = d logits / d z`` is read off the reparameterised model by forward-mode
-autograd. One update of one chain:
+linear in ``z`` (checked at run time), the conditional posterior of ``z`` is logistic under a
+standard normal prior (:class:`~bayes_spheres.kernels.gaussian_block.WhitenedLogistic`),
+whose logit matrix ``X(H) = d logits / d z`` is read off the reparameterised model by
+forward-mode autograd. One update of C chains (:class:`~bayes_spheres.kernels.gibbs.
+ConditionalSampler`):
 
-1. ``z | H``: one slice update along a Hamiltonian trajectory of that target (the fast
-   integrator, :mod:`~bayes_spheres.kernels.linear_trajectory`) and its scale moves;
-2. ``H | z``: a univariate slice update of each coordinate of ``H`` (unconstrained) on the
+1. ``z | H``: per chain, one slice update along a Hamiltonian trajectory of that target (the
+   fast integrator, :mod:`~bayes_spheres.kernels.linear_trajectory`) and its scale moves;
+2. ``H | z``: all coordinates of ``H`` together (:mod:`~bayes_spheres.kernels.hyper`) on the
    reparameterised model's potential (Pyro's), ``z`` held fixed;
-3. ``H | G``: the same on the model's own potential, the Gaussian sites held at their values.
+3. for each *global scale* among ``H``: a generalized Gibbs move of the scale and the
+   Gaussian block together, along which all the logits scale (Liu & Sabatti 2000,
+   :mod:`~bayes_spheres.kernels.scale_moves`);
+4. ``H | G``: as step 2 on the model's own potential, the Gaussian sites held at their
+   values, where that differs from step 2 (the map ``G -> z`` depends on ``H``).
 
-Steps 2 and 3 hold different things fixed (the non-centred and the centred
-parametrisation): each leaves the posterior invariant, and together they are the
-"interweaving" of Yu & Meng (2011, "To center or not to center", J. Comput. Graph. Statist.
-20(3)), which mixes well whether the data or the prior dominate ``H``. On the hierarchical
-prior at ``D = 500`` the centred step alone moves ``log s`` by about ``1 / sqrt(2 D)`` = 3 %
-per update (``s | w`` is that narrow), the non-centred step alone is slow where the likelihood
-pins ``w = s z``; the pair is not.
+Steps 2 and 4 hold different things fixed (the non-centred and the centred parametrisation):
+together they are the "interweaving" of Yu & Meng (2011, "To center or not to center", J.
+Comput. Graph. Statist. 20(3)). At ``D = 500`` on the hierarchical prior both are narrow
+(``log s | w`` has sd ``1 / sqrt(2 D)`` = 0.03, ``log s | z`` about 0.08, against a posterior
+sd of ``log s`` of about 0.4) and ``s`` random-walks; step 3 moves ``log s`` by about 0.3
+per update (``docs/model-comparison.md``). Where every coordinate of ``H`` has such a move,
+steps 2 and 4 are kept after warm-up only where they moved ``H`` a useful fraction as far
+(:class:`~bayes_spheres.kernels.gibbs.ConditionalSampler`).
+
+Where ``X(H)`` is a fixed matrix times one factor per Gaussian site (both hierarchical
+models), it is built from a probe of the model, not a Jacobian, and its Gram matrix from
+per-site parts (:class:`~bayes_spheres.kernels.gaussian_block.ScaledDesign`).
 
 A Gaussian site's scale may depend on ``H`` only and its loc on ``H`` and earlier Gaussian
 sites linearly (the shared-mean prior's ``w | mu``): else the logits are not linear in ``z``
@@ -47,15 +57,21 @@ from pyro.infer.reparam import LocScaleReparam
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
-from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic, bernoulli_of
+from bayes_spheres.kernels.gaussian_block import ScaledDesign, WhitenedLogistic
+from bayes_spheres.kernels.gibbs import ConditionalSampler
+from bayes_spheres.kernels.hyper import PointDensity
+from bayes_spheres.kernels.logistic import NotLinearLogistic, bernoulli_of
 from bayes_spheres.kernels.potential import unravel
-from bayes_spheres.kernels.steps import slice_update
+from bayes_spheres.kernels.scale_moves import orbit_exponents
 
-# The most hyper-parameter coordinates the conditional path updates one by one; a model with
-# more (e.g. Student-t weights, whose every coordinate is a "hyper-parameter") takes the
-# generic path.
-MAX_HYPER_SIZE = 16
+__all__ = ["ConditionalSampler", "ConditionalTarget", "conditional_target"]
+
+# Set-up: the second point at which a scaled design and interweaving are checked is the first
+# one's hyper-parameters plus this times N(0, 1) noise.
+PROBE_SPREAD = 0.3
+# The orbit moves' exponents need d X / d H [N, Pz, K] at set-up: at most this many numbers
+# (80 MB in float64), else there are none.
+MAX_SLOPE_ENTRIES = 10**7
 
 
 def _normal(fn: dist.Distribution) -> dist.Normal | None:
@@ -72,8 +88,9 @@ def _masked_out(fn: dist.Distribution) -> bool:
 class ConditionalTarget:
     """A model's posterior over its flat unconstrained latents ``theta`` [P] (Pyro's, in the
     kernel's site order ``shapes``), with the pieces of the Gibbs update (module docstring):
-    ``theta <-> (hyper, z)``, the conditional :class:`LogisticTarget` of ``z`` given
-    ``hyper``, and the log densities of ``hyper`` given ``z`` or given the Gaussian sites."""
+    ``theta <-> (hyper, z)``, the conditional target of ``z`` given ``hyper``, the log
+    densities of ``hyper`` given ``z`` or given the Gaussian sites, and, after
+    :meth:`prepare`, the orbit moves of the global scales (``orbits``: ``(k, c)`` pairs)."""
 
     def __init__(
         self,
@@ -92,11 +109,6 @@ class ConditionalTarget:
         if not self.gaussian or not self.hyper:
             raise NotLinearLogistic("no Gaussian latent site" if self.hyper else "no other site")
         self.hyper_size = sum(math.prod(shapes[n]) for n in self.hyper)
-        if self.hyper_size > MAX_HYPER_SIZE:
-            raise NotLinearLogistic(
-                f"{self.hyper_size} coordinates in the non-Gaussian sites {self.hyper}: the "
-                f"conditional path updates at most {MAX_HYPER_SIZE} one by one"
-            )
         config = {name: LocScaleReparam(centered=0.0) for name in self.gaussian}
         self.reparameterised = poutine.reparam(model, config=config)
         self.z_shapes = {f"{n}_decentered": shapes[n] for n in self.gaussian}
@@ -111,7 +123,14 @@ class ConditionalTarget:
             start += math.prod(shape)
         # on the CPU: indices
         self.hyper_index = torch.cat([torch.arange(*offsets[n]) for n in self.hyper])
+        self.z_columns, start = [], 0
+        for shape in self.z_shapes.values():
+            self.z_columns.append(slice(start, start + math.prod(shape)))
+            start += math.prod(shape)
         self._jacobian: Callable | None = None
+        self.design: ScaledDesign | None = None
+        self.interweaves = True
+        self.orbits: list[tuple[int, Tensor]] = []
 
     # -- the two parametrisations ---------------------------------------------------------
 
@@ -120,7 +139,10 @@ class ConditionalTarget:
 
     def split(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """``theta`` [P] -> ``(hyper [K], z [Pz])``: ``z = (value - loc) / scale`` of each
-        Gaussian site, read off the model traced at ``theta``."""
+        Gaussian site, read off the model traced at ``theta``; [C, P] rows one by one."""
+        if theta.dim() == 2:
+            pairs = [self.split(row) for row in theta]
+            return torch.stack([h for h, _ in pairs]), torch.stack([z for _, z in pairs])
         values = unravel(theta, self.shapes)
         trace = poutine.trace(poutine.condition(self.model, self._constrained(values)))
         nodes = trace.get_trace(*self.args, **self.kwargs).nodes
@@ -141,7 +163,9 @@ class ConditionalTarget:
 
     def join(self, hyper: Tensor, z: Tensor) -> Tensor:
         """``(hyper, z)`` -> ``theta`` [P]: the Gaussian sites' values in the reparameterised
-        model's trace (Pyro's deterministic ``loc + scale * z``)."""
+        model's trace (Pyro's deterministic ``loc + scale * z``); [C, ...] rows one by one."""
+        if hyper.dim() == 2:
+            return torch.stack([self.join(h, zz) for h, zz in zip(hyper, z, strict=True)])
         values = self._reparameterised_values(hyper, z)
         trace = poutine.trace(poutine.condition(self.reparameterised, values))
         nodes = trace.get_trace(*self.args, **self.kwargs).nodes
@@ -206,10 +230,29 @@ class ConditionalTarget:
             value, labels = self._observed(hyper, at)
         return x.detach(), (value - x @ at).detach(), labels.detach()
 
-    def conditional(self, hyper: Tensor, z: Tensor) -> LogisticTarget:
+    def _probe(self, hyper: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits [N], X(H) v [2S, N])`` at ``z`` for the design's probes ``v``: one
+        forward-mode pass through the model."""
+
+        def logits(zz: Tensor) -> Tensor:
+            return self._observed(hyper, zz)[0]
+
+        def along(v: Tensor) -> tuple[Tensor, Tensor]:
+            return torch.func.jvp(logits, (z.detach(),), (v,))
+
+        value, products = torch.func.vmap(along)(self.design.probes)
+        return value[0].detach(), products.detach()
+
+    def conditional(self, hyper: Tensor, z: Tensor) -> WhitenedLogistic:
         """The posterior of ``z`` given ``hyper``: logistic, under the prior ``N(0, I)``."""
+        if self.design is not None:
+            value, products = self._probe(hyper, z)
+            factors = self.design.factors(products)
+            if factors is not None:
+                return self.design.block(factors, value, z)
         x, offset, labels = self.logits_matrix(hyper, z)
-        return LogisticTarget.standard(x, labels, offset)
+        sign = 2.0 * labels - 1.0
+        return WhitenedLogistic(sign[:, None] * x, sign * offset)
 
     def check(self, theta: Tensor, generator: torch.Generator) -> None:
         """Raise :class:`NotLinearLogistic` unless, at ``theta``'s ``hyper``, the logits are
@@ -218,60 +261,110 @@ class ConditionalTarget:
         ``join`` are inverse."""
         hyper, z = self.split(theta)
         target = self.conditional(hyper, z)
-        tolerance = math.sqrt(torch.finfo(theta.dtype).eps)
-
-        def close(a: Tensor, b: Tensor) -> bool:
-            scale = 1.0 + float(a.abs().max()) + float(b.abs().max())
-            return bool((a - b).abs().max() <= tolerance * scale)
-
         steps = torch.randn(2, len(z), generator=generator, dtype=torch.float64).to(z)
         points = torch.stack([z, z + steps[0], z + steps[1], z + steps[0] + steps[1]])
         observed = [self._observed(hyper, p)[0] for p in points]
         linear = target.signed_offset + points @ target.signed_x.T
         signed = 2.0 * self._observed(hyper, z)[1] - 1.0
-        if not all(close(signed * o, a) for o, a in zip(observed, linear, strict=True)):
+        if not all(_close(signed * o, a) for o, a in zip(observed, linear, strict=True)):
             raise NotLinearLogistic("logits are not linear in the Gaussian sites given the rest")
         with torch.no_grad():
-            pyro = torch.stack([
-                -self.reparameterised_potential(self._reparameterised_point(hyper, p))
-                for p in points
-            ]).reshape(-1)  # fmt: skip
+            pyro = torch.stack([self.joint(hyper, p) for p in points]).reshape(-1)
             fast = target.log_density(points)
-        if not close(pyro - pyro[0], fast - fast[0]):
+        if not _close(pyro - pyro[0], fast - fast[0]):
             raise NotLinearLogistic(
                 "the conditional log density differs from Pyro's potential of the "
                 "reparameterised model"
             )
-        if not close(self.join(hyper, z), theta):
+        if not _close(self.join(hyper, z), theta):
             raise NotLinearLogistic("the Gaussian sites are not loc + scale * z")
 
-    # -- the hyper-parameters' log densities ----------------------------------------------
+    # -- set-up of the faster design, interweaving and orbit moves ------------------------
+
+    def prepare(self, theta: Tensor, generator: torch.Generator) -> None:
+        """At a chain's first point ``theta`` [P]: the :class:`ScaledDesign` where ``X`` at a
+        second ``H`` is one factor per site times ``X`` here; whether ``G -> z`` depends on
+        ``H`` (else step 4 repeats step 2); the global scales' orbit exponents."""
+        hyper, z = self.split(theta)
+        other = hyper + PROBE_SPREAD * torch.randn(
+            len(hyper), generator=generator, dtype=torch.float64
+        ).to(hyper)
+        x, _, labels = self.logits_matrix(hyper, z)
+        x_other = self.logits_matrix(other, z)[0]
+        self.design = ScaledDesign(x, labels, self.z_columns, generator)
+        try:
+            factors = self.design.factors(self._probe(other, z)[1])
+        except Exception:  # a model torch.func cannot trace: X(H) whole at every update
+            factors = None
+        if factors is None or not _close(x * self.design.per_column(factors), x_other):
+            self.design = None
+        moved = theta.clone()
+        moved[self.hyper_index] = other
+        self.interweaves = not _close(self.split(moved)[1], z)
+        slopes = self._slopes(hyper, z)
+        self.orbits = []
+        for k in range(len(hyper) if slopes is not None else 0):
+            exponents = orbit_exponents(slopes[k])
+            if exponents is not None:
+                self.orbits.append((k, exponents))
+
+    def _slopes(self, hyper: Tensor, z: Tensor) -> Tensor | None:
+        """``d log |X_j| / d H_k`` [K, Pz] (0 for a zero column) by nested forward-mode
+        autograd, or None where the model does not allow it or the derivative of ``X``
+        would hold more than :data:`MAX_SLOPE_ENTRIES` numbers."""
+        rows = self._observed(hyper, z)[0].numel()
+        if rows * len(z) * len(hyper) > MAX_SLOPE_ENTRIES:
+            return None
+
+        def matrix(h: Tensor) -> Tensor:
+            return torch.func.jacfwd(lambda zz: self._observed(h, zz)[0])(z.detach())
+
+        try:
+            x, dx = matrix(hyper), torch.func.jacfwd(matrix)(hyper)  # [N, Pz], [N, Pz, K]
+        except Exception:  # a model torch.func cannot trace: no orbit moves
+            return None
+        norms = (x * x).sum(0)
+        slopes = (x[..., None] * dx).sum(0) / norms.clamp_min(1e-300)[:, None]
+        slopes = torch.where(norms[:, None] > 0, slopes, torch.zeros_like(slopes))
+        return slopes.T.detach().round(decimals=6)
+
+    # -- the log densities of the hyper-parameters ----------------------------------------
 
     def log_density(self, theta: Tensor) -> Tensor:
         """``-potential`` (Pyro's, the model's own) at each row of ``theta`` [C, P]."""
         with torch.no_grad():
             return torch.stack([-self.potential_fn(unravel(t, self.shapes)) for t in theta])
 
-    def hyper_given_z(self, z: Tensor) -> Callable[[Tensor], Tensor]:
-        """``hyper [K] -> log p(hyper, z)``: Pyro's potential of the reparameterised model."""
+    def joint(self, hyper: Tensor, z: Tensor) -> Tensor:
+        """``log p(hyper, z)``: Pyro's potential of the reparameterised model (differentiable
+        in ``hyper``)."""
+        return -self.reparameterised_potential(self._reparameterised_point(hyper, z))
 
-        def log_density(hyper: Tensor) -> Tensor:
-            with torch.no_grad():
-                return -self.reparameterised_potential(self._reparameterised_point(hyper, z))
+    def joint_density(self, chain: int, hyper: Tensor, z: Tensor) -> Tensor:
+        """:meth:`joint` as the orbit moves call it (any chain's point)."""
+        with torch.no_grad():
+            return self.joint(hyper, z)
+
+    def hyper_given_z(self, z: Tensor) -> PointDensity:
+        """``(c, hyper [K]) -> log p(hyper, z_c)`` for chains at ``z`` [C, Pz]."""
+        return lambda c, hyper: self.joint(hyper, z[c])
+
+    def hyper_given_gaussian(self, theta: Tensor) -> PointDensity:
+        """``(c, hyper [K]) -> log p(hyper, G_c)`` with the Gaussian sites at ``theta``'s
+        [C, P] values: Pyro's potential of the model itself."""
+
+        def log_density(c: int, hyper: Tensor) -> Tensor:
+            point = theta[c].index_put((self.hyper_index,), hyper)
+            return -self.potential_fn(unravel(point, self.shapes))
 
         return log_density
 
-    def hyper_given_gaussian(self, theta: Tensor) -> Callable[[Tensor], Tensor]:
-        """``hyper [K] -> log p(hyper, G)`` with the Gaussian sites at ``theta``'s values:
-        Pyro's potential of the model itself."""
 
-        def log_density(hyper: Tensor) -> Tensor:
-            point = theta.clone()
-            point[self.hyper_index] = hyper
-            with torch.no_grad():
-                return -self.potential_fn(unravel(point, self.shapes))
-
-        return log_density
+def _close(a: Tensor, b: Tensor) -> bool:
+    """Equal to ``sqrt(eps)``, relative to the larger entry (and 1)."""
+    tolerance = math.sqrt(torch.finfo(a.dtype).eps)
+    scale = 1.0 + float(a.abs().max()) + float(b.abs().max())
+    return bool((a - b).abs().max() <= tolerance * scale)
 
 
 def _reverse_jacobian(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -296,77 +389,12 @@ def conditional_target(
     like: Tensor,
     prototype: poutine.Trace,
 ) -> ConditionalTarget:
-    """The :class:`ConditionalTarget` of ``model``, checked at ``like`` [P] (a chain's
-    starting point); raises :class:`NotLinearLogistic` where the model is not of that kind."""
+    """The :class:`ConditionalTarget` of ``model``, checked and prepared at ``like`` [P] (a
+    chain's starting point); raises :class:`NotLinearLogistic` where the model is not of that
+    kind."""
     target = ConditionalTarget(model, args, kwargs, shapes, transforms, potential_fn, prototype)
     generator = torch.Generator().manual_seed(0)  # the check leaves the global stream alone
     with torch.random.fork_rng():
         target.check(like, generator)
+        target.prepare(like, generator)
     return target
-
-
-class ConditionalSampler:
-    """The Gibbs update of the module docstring for C chains, one after another: each chain
-    has its own :class:`HamiltonianSliceSampler` for ``z | H`` (its own step size, adapted
-    in warm-up on its own changing targets), and univariate slice updates of ``H``."""
-
-    def __init__(
-        self,
-        chains: int,
-        new_sampler: Callable[[], HamiltonianSliceSampler],
-        init_width: float = 1.0,
-        max_steps: int = 20,
-    ) -> None:
-        self.samplers = [new_sampler() for _ in range(chains)]
-        self.init_width, self.max_steps = init_width, max_steps
-        self.hyper_calls = self.hyper_updates = 0
-        self.diverging: Tensor | None = None
-
-    def _hyper(self, log_density: Callable[[Tensor], Tensor], hyper: Tensor) -> Tensor:
-        """One univariate slice update of each coordinate of ``hyper`` [K]."""
-        hyper = hyper.clone()
-        logp = log_density(hyper).reshape(1)
-        for k in range(len(hyper)):
-
-            def along(t: Tensor, k: int = k) -> Tensor:
-                out = []
-                for offset in t.reshape(-1):
-                    point = hyper.clone()
-                    point[k] = point[k] + offset
-                    out.append(log_density(point))
-                return torch.stack(out).reshape(t.shape).nan_to_num(-math.inf)
-
-            step = slice_update(along, logp, self.init_width, self.max_steps)
-            hyper[k] = hyper[k] + step.t[0]
-            logp = step.logp
-            self.hyper_calls += step.calls
-            self.hyper_updates += 1
-        return hyper
-
-    def sweep(
-        self, target: ConditionalTarget, theta: Tensor, logp: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """One Gibbs update of every chain at ``theta`` [C, P]; returns ``(theta, logp)``."""
-        rows, diverging = [], []
-        for sampler, row in zip(self.samplers, theta, strict=True):
-            hyper, z = target.split(row)
-            linear = target.conditional(hyper, z)
-            sampler.retarget(linear, z[None])
-            z_new, _ = sampler.sweep(linear, z[None], linear.log_density(z[None]))
-            z = z_new[0]
-            diverging.append(sampler.diverging)
-            hyper = self._hyper(target.hyper_given_z(z), hyper)
-            row = target.join(hyper, z)
-            hyper = self._hyper(target.hyper_given_gaussian(row), hyper)
-            row = row.clone()
-            row[target.hyper_index] = hyper
-            rows.append(row)
-        self.diverging = torch.cat(diverging)
-        theta = torch.stack(rows)
-        return theta, target.log_density(theta)
-
-    def info(self) -> dict:
-        first = self.samplers[0].info()
-        first["step_size"] = [round(s.step_size, 6) for s in self.samplers]
-        updates = max(self.hyper_updates, 1)
-        return first | {"hyper_calls_per_update": round(self.hyper_calls / updates, 1)}
