@@ -119,10 +119,12 @@ class ScaledDesign:
         self.signed_ref = self.sign[:, None] * x_ref
         self.columns = columns
         size = x_ref.shape[1]
-        probes = torch.zeros(2 * len(columns), size, dtype=torch.float64)
+        probes = torch.zeros(2 * len(columns), size, dtype=torch.float64, device=generator.device)
         for g, cols in enumerate(columns):
             width = cols.stop - cols.start
-            probes[2 * g : 2 * g + 2, cols] = torch.randn(2, width, generator=generator).double()
+            probes[2 * g : 2 * g + 2, cols] = torch.randn(
+                2, width, generator=generator, device=generator.device
+            ).double()
         self.probes = probes.to(x_ref)
         self.products = self.probes @ x_ref.T  # [2S, N]
         self.norms = (self.products[0::2] ** 2).sum(-1)
