@@ -28,6 +28,12 @@ Run::
 
 ``--dim 500`` is the paper's scale (the generic row then takes about an hour: use
 ``--skip generic,nuts``).
+
+``--orbits RUN/posterior.nc`` instead measures, at two draws per chain of a fitted
+hierarchical posterior (the study's data at its ``--dim`` and ``--n``), the conditional sd
+of ``t`` along the orbits ``(log s + t, e^(-a t) z)`` for ``a`` in {0, 1/2, 1} (``s | z``,
+between, ``s | w``) and along the orbit move's (``z_w`` fixed, ``b`` scaled by ``e^t``,
+``kernels/scale_moves.py``), on a grid of ``t``, against the posterior sd of ``log s``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import arviz as az
 import numpy as np
 import pyro
 import torch
+import torch.nn.functional as F
 from pyro.infer import MCMC, NUTS
 
 from bayes_spheres.data import load_spheres
@@ -90,6 +97,44 @@ def run(row: str, model: Hierarchical, data, chains: int, warmup: int, draws: in
     }  # fmt: skip
 
 
+ORBITS = {  # name -> (a: exponent of z_w is -a, exponent of b)
+    "a = 0 (s | z)": (0.0, 0.0),
+    "a = 1/2": (0.5, 0.0),
+    "a = 1 (s | w)": (1.0, 0.0),
+    "orbit move: z_w fixed, b along": (0.0, 1.0),
+}
+
+
+def orbit_widths(path: str, data, model: Hierarchical) -> None:
+    """The conditional sd of ``t`` along each of :data:`ORBITS` (module docstring)."""
+    post = az.from_netcdf(path).posterior
+    s, w, b = (torch.as_tensor(post[k].values) for k in ("s", "w", "b"))
+    sign = 2.0 * data.y_train - 1.0
+    dim, mean, sd = w.shape[-1], np.log(model.scale_median), model.scale_log_sd
+
+    def log_density(u: torch.Tensor, z: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        logits = (z * torch.exp(u)[:, None]) @ data.phi_train.T + bias[:, None]
+        prior = -0.5 * ((u - mean) / sd) ** 2 - 0.5 * (z * z).sum(-1)
+        prior = prior - 0.5 * (bias / model.bias_scale) ** 2
+        return prior + F.logsigmoid(sign * logits).sum(-1)
+
+    t = torch.linspace(-2.0, 2.0, 801)
+    widths: dict[str, list[float]] = {name: [] for name in ORBITS}
+    for chain in range(s.shape[0]):
+        for draw in (s.shape[1] // 2, s.shape[1] - 1):
+            u, z, bias = s[chain, draw].log(), w[chain, draw] / s[chain, draw], b[chain, draw]
+            for name, (a, c_b) in ORBITS.items():
+                moved = torch.exp(-a * t)[:, None] * z
+                logp = log_density(u + t, moved, bias * torch.exp(c_b * t))
+                p = torch.softmax(logp + (c_b - a * dim) * t, 0)  # the Jacobian
+                centre = (p * t).sum()
+                widths[name].append(float((p * (t - centre) ** 2).sum().sqrt()))
+    print(f"posterior sd of log s: {float(s.log().std()):.3f} ({s.numel()} draws)")
+    for name, values in widths.items():
+        print(f"{name:32} conditional sd of t: median {np.median(values):.3f} "
+              f"(range {min(values):.3f}-{max(values):.3f}, {len(values)} draws)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dim", type=int, default=100)
@@ -99,11 +144,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=250)
     parser.add_argument("--noncentered", action="store_true")
     parser.add_argument("--skip", default="", help="comma-separated rows: " + ", ".join(ROWS))
+    parser.add_argument("--orbits", metavar="POSTERIOR_NC", help="measure orbit widths")
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     data = load_spheres(dim=args.dim, n_train=args.n, n_val=1, seed=0)
     model = Hierarchical(centered=not args.noncentered)
+    if args.orbits:
+        orbit_widths(args.orbits, data, model)
+        return
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     rows = [name for name in ROWS if name not in skip]
     print(

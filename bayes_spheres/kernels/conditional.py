@@ -26,9 +26,9 @@ ConditionalSampler`):
 Steps 2 and 4 hold different things fixed (the non-centred and the centred parametrisation):
 together they are the "interweaving" of Yu & Meng (2011, "To center or not to center", J.
 Comput. Graph. Statist. 20(3)). At ``D = 500`` on the hierarchical prior both are narrow
-(``log s | w`` has sd ``1 / sqrt(2 D)`` = 0.03, ``log s | z`` about 0.08, against a posterior
-sd of ``log s`` of about 0.4) and ``s`` random-walks; step 3 moves ``log s`` by about 0.3
-per update (``docs/model-comparison.md``). Where every coordinate of ``H`` has such a move,
+(``log s | w`` has sd ``1 / sqrt(2 D)`` = 0.03, ``log s | z`` about 0.10, against a posterior
+sd of ``log s`` of 0.48) and ``s`` random-walks; along step 3's orbit the sd is 0.36
+(``docs/model-comparison.md``). Where every coordinate of ``H`` has such a move,
 steps 2 and 4 are kept after warm-up only where they moved ``H`` a useful fraction as far
 (:class:`~bayes_spheres.kernels.gibbs.ConditionalSampler`).
 
@@ -62,7 +62,7 @@ from bayes_spheres.kernels.gibbs import ConditionalSampler
 from bayes_spheres.kernels.hyper import PointDensity
 from bayes_spheres.kernels.logistic import NotLinearLogistic, bernoulli_of
 from bayes_spheres.kernels.potential import unravel
-from bayes_spheres.kernels.scale_moves import orbit_exponents
+from bayes_spheres.kernels.scale_moves import global_orbits
 
 __all__ = ["ConditionalSampler", "ConditionalTarget", "conditional_target"]
 
@@ -282,10 +282,15 @@ class ConditionalTarget:
     # -- set-up of the faster design, interweaving and orbit moves ------------------------
 
     def prepare(self, theta: Tensor, generator: torch.Generator) -> None:
-        """At a chain's first point ``theta`` [P]: the :class:`ScaledDesign` where ``X`` at a
-        second ``H`` is one factor per site times ``X`` here; whether ``G -> z`` depends on
-        ``H`` (else step 4 repeats step 2); the global scales' orbit exponents."""
+        """At a chain's first point ``theta`` [P]: the global scales' orbit exponents (raises
+        :class:`NotLinearLogistic` for a local scale); the :class:`ScaledDesign` where ``X``
+        at a second ``H`` is one factor per site times ``X`` here; whether ``G -> z`` depends
+        on ``H`` (else step 4 repeats step 2)."""
         hyper, z = self.split(theta)
+        slopes = self._slopes(hyper, z)
+        sizes = {name: math.prod(shape) for name, shape in self.hyper_shapes.items()}
+        names = [f"{n!r}" + (f"[{i}]" if m > 1 else "") for n, m in sizes.items() for i in range(m)]
+        self.orbits = [] if slopes is None else global_orbits(slopes, names)
         other = hyper + PROBE_SPREAD * torch.randn(
             len(hyper), generator=generator, dtype=torch.float64
         ).to(hyper)
@@ -301,12 +306,6 @@ class ConditionalTarget:
         moved = theta.clone()
         moved[self.hyper_index] = other
         self.interweaves = not _close(self.split(moved)[1], z)
-        slopes = self._slopes(hyper, z)
-        self.orbits = []
-        for k in range(len(hyper) if slopes is not None else 0):
-            exponents = orbit_exponents(slopes[k])
-            if exponents is not None:
-                self.orbits.append((k, exponents))
 
     def _slopes(self, hyper: Tensor, z: Tensor) -> Tensor | None:
         """``d log |X_j| / d H_k`` [K, Pz] (0 for a zero column) by nested forward-mode

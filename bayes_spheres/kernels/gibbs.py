@@ -33,7 +33,7 @@ class ConditionalSampler:
     after warm-up only if, over the second half of warm-up, its mean squared jump of ``H`` was
     at least :data:`KEEP_SHARE` of the orbit moves'. Each costs about as many traces of the
     model as an orbit move, and along a global scale in many dimensions both are narrow (at
-    the paper's scale ``log s | z`` has sd about 0.08, ``log s | w`` 0.03, the orbit 0.31).
+    the paper's scale ``log s | z`` has sd about 0.10, ``log s | w`` 0.03, the orbit 0.36).
     ``orbit_moves=False`` leaves the orbit moves out and ``keep_hyper_steps=True`` keeps
     both steps (benchmarks)."""
 

@@ -11,12 +11,13 @@ The floor: after warm-up, the largest eigenvalue ``lambda`` of the covariance of
 half of the warm-up states, in the coordinates the sampler integrates in (the adapted mass
 matrix whitening them), gives the longest scale ``sqrt(lambda)``, and a quarter period of a
 Gaussian of that scale, ``pi / 2 sqrt(lambda)``, is the least length in time worth
-integrating (Hoffman, Radul & Sountsov 2021 motivate lengths of that order; a Gaussian's
-largest scale sets its mixing time, Neal 2011, Sec. 4.4). Below it a U-turn does not end the
-trajectory: the criterion only counts for (sub)trees of at least ``ceil(floor / eps)``
-states. That rule is a function of each subtree's own states (its size), fixed after warm-up
-and independent of the chain's state, so the tree is the same whichever of its states the
-chain started from and the update stays exact, as with NUTS's own criterion.
+integrating (the longest scale sets the length a trajectory needs to avoid a random walk:
+Neal 2011, "MCMC using Hamiltonian dynamics", on tuning the trajectory length). Below it a
+U-turn does not end the trajectory: the criterion only counts for (sub)trees of at least
+``ceil(floor / eps)`` states. That rule is a function of each subtree's own states (its
+size), fixed after warm-up and independent of the chain's state, so the tree is the same
+whichever of its states the chain started from and the update stays exact, as with NUTS's
+own criterion. Trees double, so the floor is met by the first power of two above it.
 """
 
 from __future__ import annotations
