@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: venv study study-one-seed figure scaling test test-slow lint format clean
+.PHONY: venv study study-one-seed figure scaling test test-slow docs docs-serve lint format clean
 
 venv: $(STAMP)
 
@@ -47,9 +47,17 @@ $(RAY_STAMP): $(STAMP)
 test-slow: $(RAY_STAMP)
 	$(BIN)/python -m pytest -m slow
 
+# The documentation site (mkdocs.yml) in site/, built strictly: a broken link, anchor or
+# reference fails. Its packages are in the test extra, so the venv of `make test` has them.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve --strict
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
