@@ -117,8 +117,11 @@ class SphereCertificate:
     def gap(self) -> float:
         return self.bound - self.found
 
-    def as_dict(self) -> dict[str, object]:
-        return {
+    def as_dict(self, timed: bool = False) -> dict[str, object]:
+        """The numbers a run reports; with ``timed``, the seconds too (which differ from run
+        to run: without them the same ensemble and settings give the same dict when the node
+        limit, not the time limit, ends the search)."""
+        out: dict[str, object] = {
             "certified_bound": self.bound,
             "members_bound": self.members_bound,
             "envelope_bound": self.root_bound,
@@ -126,9 +129,12 @@ class SphereCertificate:
             "certificate_gap": self.gap,
             "certificate_nodes": self.nodes,
             "certificate_open_nodes": self.open_nodes,
-            "certificate_seconds": self.seconds,
-            "certificate_history": [list(h) for h in self.history],
+            "certificate_history": [[n, b] for _, n, b in self.history],
         }
+        if timed:
+            out["certificate_seconds"] = self.seconds
+            out["certificate_history"] = [list(h) for h in self.history]
+        return out
 
 
 class _Problem:
@@ -245,6 +251,49 @@ def _branch(problem: _Problem, node: _Node) -> tuple[int, float]:
     return d, float(0.5 * (node.lower[d] + node.upper[d]))
 
 
+def _evaluate(
+    problem: _Problem,
+    lower: Tensor,
+    upper: Tensor,
+    parent_bound: float,
+    u: Tensor,
+    settings: CertificateSettings,
+    found: float,
+) -> tuple[_Node, float, Tensor]:
+    """One region's bound (steps 2-4), Frank-Wolfe from ``u`` where it lies in the region;
+    returns the node, and the best ``F`` seen and where."""
+    lo, hi = problem.ranges(lower, upper)
+    envelope = Envelope.of(lo, hi)
+    inside = bool(((u >= lower) & (u <= upper)).all())
+    begin = u if inside else fill_box(torch.sigmoid(problem.z).mean(1), lower, upper)
+    bound, last, seen, seen_u = _frank_wolfe(
+        problem, lower, upper, envelope, begin, settings, stop_below=found
+    )
+    bound = min(bound + MARGIN, float(torch.sigmoid(hi).mean()) + MARGIN, parent_bound)
+    return _Node(lower, upper, bound, last, envelope), seen, seen_u
+
+
+def box_bound(
+    ensemble: Ensemble,
+    radius: float,
+    label: int,
+    lower: Tensor,
+    upper: Tensor,
+    settings: CertificateSettings | None = None,
+) -> float:
+    """The bound of one region ``{u in Delta : lower <= u <= upper}``, no branching: how small
+    a region must be for the relaxation to say something (docs/adversarial-error.md). Where
+    the box holds no point of the simplex, ``-inf``."""
+    problem = _Problem(vertex_logits(ensemble, radius, label).T.double())
+    box = tighten(lower.double().cpu(), upper.double().cpu())
+    if box is None:
+        return float("-inf")
+    start = fill_box(torch.sigmoid(problem.z).mean(1), *box)
+    settings = settings or CertificateSettings()
+    node, _, _ = _evaluate(problem, *box, 1.0 + MARGIN, start, settings, found=-1.0)
+    return node.bound
+
+
 def certify_sphere(
     ensemble: Ensemble,
     radius: float,
@@ -273,17 +322,10 @@ def certify_sphere(
 
     def evaluate(lower: Tensor, upper: Tensor, parent_bound: float, u: Tensor) -> _Node:
         nonlocal found, best_u
-        lo, hi = problem.ranges(lower, upper)
-        envelope = Envelope.of(lo, hi)
-        inside = bool(((u >= lower) & (u <= upper)).all())
-        begin = u if inside else fill_box(torch.sigmoid(problem.z).mean(1), lower, upper)
-        bound, last, seen, seen_u = _frank_wolfe(
-            problem, lower, upper, envelope, begin, settings, stop_below=found
-        )
+        node, seen, seen_u = _evaluate(problem, lower, upper, parent_bound, u, settings, found)
         if seen > found:
             found, best_u = seen, seen_u
-        bound = min(bound + MARGIN, float(torch.sigmoid(hi).mean()) + MARGIN, parent_bound)
-        return _Node(lower, upper, bound, last, envelope)
+        return node
 
     zeros, ones = torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
     root = evaluate(zeros, ones, members_bound + MARGIN, best_u)

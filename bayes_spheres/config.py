@@ -29,6 +29,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bayes_spheres.branch_bound import CertificateSettings
 from bayes_spheres.checks import SettingError
 from bayes_spheres.inference.mcmc import MCMCSettings
 from bayes_spheres.kernels.settings import SliceSettings
@@ -62,7 +63,9 @@ def settings_node(kind: type) -> dict[str, Any]:
 
 # `conf/inference/mcmc.yaml` takes its settings from here (`/settings@inference: mcmc`, and the
 # kernel's `/settings@inference.slice: slice`).
-for _name, _kind in (("mcmc", MCMCSettings), ("slice", SliceSettings)):
+# The certificate's settings likewise (`conf/config.yaml`: `settings@certificate`).
+_SETTINGS = (("mcmc", MCMCSettings), ("slice", SliceSettings), ("certificate", CertificateSettings))
+for _name, _kind in _SETTINGS:
     ConfigStore.instance().store(group="settings", name=_name, node=settings_node(_kind))
 
 
@@ -90,6 +93,8 @@ class Plan:
     )
     # Mirror-ascent steps from each restart's best point (bayes_spheres/attack/strongest.py).
     polish_steps: int = 200
+    # The certified bound's search (bayes_spheres/branch_bound.py): time and node limits.
+    certificate: CertificateSettings = dataclasses.field(default_factory=CertificateSettings)
     # dtype of posterior.nc's pointwise log-likelihood; None: not written.
     log_likelihood_dtype: str | None = "float64"
 
@@ -286,7 +291,18 @@ def _build(cfg: DictConfig) -> Plan:
         extra_attacks=extra_attacks,
         polish_steps=_positive_int("polish_steps", cfg.get("polish_steps", 200), minimum=0),
         log_likelihood_dtype=_log_likelihood_dtype(cfg),
+        certificate=_certificate(cfg),
     )
+
+
+def _certificate(cfg: DictConfig) -> CertificateSettings:
+    node = cfg.get("certificate")
+    if node is None:
+        return CertificateSettings()
+    settings = _instantiate("certificate", node)
+    if not isinstance(settings, CertificateSettings):
+        raise ConfigError(f"certificate._target_={node._target_!r} is not CertificateSettings")
+    return settings
 
 
 def _log_likelihood_dtype(cfg: DictConfig) -> str | None:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from bayes_spheres.attack import AdversarialPoints, vertex_logits
-from bayes_spheres.certificate import sphere_bound
+from bayes_spheres.branch_bound import CertificateSettings, certify_sphere
 from bayes_spheres.data import INNER, OUTER, SquaredFeatures
 from bayes_spheres.ensemble import Ensemble
 
@@ -66,17 +66,25 @@ def adversarial_error_summary(points: AdversarialPoints) -> dict[str, object]:
 
 
 def worst_case_by_sphere(
-    ensemble: Ensemble, radii: tuple[float, float], found: AdversarialPoints | None = None
-) -> dict[str, dict[str, float]]:
+    ensemble: Ensemble,
+    radii: tuple[float, float],
+    found: AdversarialPoints | None = None,
+    settings: CertificateSettings | None = None,
+    timed: bool = False,
+) -> dict[str, dict[str, object]]:
     """Per sphere: the best vertex for the ensemble, and certified upper bounds.
 
     ``best_vertex`` is the ensemble's wrong-class probability at its worst vertex ``r e_j``
     (a lower bound on the worst case; exact for one model). ``members_bound`` is the mean
     over members of each member's own worst case, an upper bound because the max of a mean
-    is at most the mean of the maxima. ``certified_bound`` is the least upper bound of
-    ``bayes_spheres/certificate.py`` (never above ``members_bound``), started from the best of
-    ``found`` on that sphere. For one model all three are equal. Raises if a bound is below
-    a point that was found (a bound that is not one).
+    is at most the mean of the maxima. ``envelope_bound`` is the concave envelopes' bound on
+    the whole simplex (``bayes_spheres/certificate.py``'s relaxation, no branching) and
+    ``certified_bound`` what branch and bound (``bayes_spheres/branch_bound.py``, under
+    ``settings``) brought it down to, started from the best of ``found`` on that sphere;
+    ``certificate_history`` how it fell (``[nodes, bound]``; with ``timed``,
+    ``[seconds, nodes, bound]`` and ``certificate_seconds``). For one model all bounds equal
+    the best vertex.
+    Raises if a bound is below a point that was found (a bound that is not one).
     """
     # The bound in float64 whatever the run's dtype; a found point may exceed it by the
     # run's rounding only.
@@ -96,11 +104,11 @@ def worst_case_by_sphere(
             k = int(found.wrong_prob[mine].argmax())
             start = found.x[mine][k].double()
             best_found = max(best_vertex, float(found.wrong_prob[mine][k]))
-        bound = sphere_bound(exact, r, label, start=start)
+        bound = certify_sphere(exact, r, label, start=start, settings=settings)
         if bound.bound < best_found - rounding:
             raise RuntimeError(
                 f"certificate on the {name} sphere: bound {bound.bound} below a point found "
                 f"({best_found}): the bound is wrong"
             )
-        out[name] = {"best_vertex": best_vertex, **bound.as_dict()}
+        out[name] = {"best_vertex": best_vertex, **bound.as_dict(timed)}
     return out

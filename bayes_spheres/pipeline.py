@@ -210,7 +210,9 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
         best = strongest(ensemble, same_restarts, polish_steps=plan.polish_steps)
         best.save(out / "adversarial_points_best.npz")
     with timings("certificate"):
-        worst_case = M.worst_case_by_sphere(ensemble, data.radii, found=best)
+        worst_case = M.worst_case_by_sphere(
+            ensemble, data.radii, found=best, settings=plan.certificate
+        )
     resampled = None
     if plan.resample:
         with timings("resample"):

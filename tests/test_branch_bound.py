@@ -12,7 +12,13 @@ import torch
 
 from bayes_spheres import branch_bound as B
 from bayes_spheres.attack import vertex_logits
-from bayes_spheres.branch_bound import CertificateSettings, certify_sphere, fill_box, tighten
+from bayes_spheres.branch_bound import (
+    CertificateSettings,
+    box_bound,
+    certify_sphere,
+    fill_box,
+    tighten,
+)
 from bayes_spheres.certificate import Envelope
 from bayes_spheres.checks import SettingError
 from bayes_spheres.data import INNER, OUTER, SquaredFeatures
@@ -203,6 +209,27 @@ def test_the_greedy_fill_is_the_linear_maximum_on_a_box_simplex():
         assert float(u.sum()) == pytest.approx(1.0)
         assert bool(((u >= lower - 1e-15) & (u <= upper + 1e-15)).all())
         assert float(c @ u) >= float((inside @ c).max()) - 1e-12
+
+
+@pytest.mark.parametrize("label", [INNER, OUTER])
+def test_a_box_bound_is_never_below_the_boxs_exhaustive_maximum(label):
+    """One region alone (``box_bound``): at least every grid point in it, and tighter as the
+    box shrinks around a point."""
+    ensemble = hard_ensemble(11, 10, 3, 40.0)
+    r = RADII[label]
+    grid = simplex_grid(3, 600)
+    centre = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    bounds = []
+    for half in (0.5, 0.1, 0.02, 0.004):
+        lower, upper = (centre - half).clamp(min=0.0), centre + half
+        inside = grid[((grid >= lower) & (grid <= upper)).all(1)]
+        x = r * inside.sqrt()
+        labels = torch.full((len(x),), float(label), dtype=x.dtype)
+        truth = float(ensemble.wrong_prob(x, labels).max())
+        bounds.append(box_bound(ensemble, r, label, lower, upper))
+        assert bounds[-1] >= truth
+    assert bounds[-1] - truth < 5e-3  # steep members: 0.008 of mass moves them by about 1
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(bounds))
 
 
 def test_an_empty_box_is_none():
