@@ -225,7 +225,7 @@ def _frank_wolfe(
     return bound, u, found, found_u
 
 
-def _line_search(envelope: Envelope, z: Tensor, z_v: Tensor, points: int = 64) -> float:
+def _line_search(envelope: Envelope, z: Tensor, z_v: Tensor, points: int = 24) -> float:
     """The step in [0, 1] maximising the concave ``G`` on the segment, to 1 / points^2: the
     last of ``points + 1`` steps where ``G`` still rises, twice (a batched bisection)."""
     left, width = 0.0, 1.0
