@@ -362,7 +362,7 @@ def certify_sphere(
             mark *= 2
     seconds = time.perf_counter() - clock
     # one model: its best vertex is its maximum (docs/paper.md, "Attack"), found exactly
-    bound = found if problem.members == 1 else upper_bound()
+    bound = found if problem.members == 1 else min(upper_bound(), 1.0)  # F < 1
     history.append((seconds, nodes, bound))
     x = radius * best_u.sqrt()
     return SphereCertificate(
