@@ -1,4 +1,4 @@
-"""Annealed importance sampling (bayes_spheres/evidence.py) against evidences known in closed
+"""Annealed importance sampling (bayes_spheres/evidence/) against evidences known in closed
 form or by quadrature, within the estimator's own error bar."""
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def compare_markdown(run_dirs: list[str | Path]) -> str:
         f"PSIS-LOO is unreliable for {int((unreliable > 0).sum())} of {len(diagnostics)} runs "
         f"(points with Pareto k > {K_UNRELIABLE}: up to {unreliable.max():.0%}); on separable "
         "data the ranking above is not evidence, the marginal likelihood is "
-        "(bayes_spheres/evidence.py)."
+        "(bayes_spheres/evidence/)."
         if (unreliable > 0).any()
         else f"Every point's Pareto k is at most {K_UNRELIABLE}: PSIS-LOO is reliable here."
     )
