@@ -49,7 +49,8 @@ from bayes_spheres.kernels.fast_cost import Form
 from bayes_spheres.kernels.gram import LinearLogistic, StoredGram
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler
 from bayes_spheres.kernels.linear_products import LinearProducts
-from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic, linear_logistic_target
+from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic
+from bayes_spheres.kernels.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,

@@ -5,11 +5,12 @@ shell over the pure algorithms in this package; :class:`SliceSettings`, its sett
 
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler, Mass
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
-from bayes_spheres.kernels.settings import SliceSettings
+from bayes_spheres.kernels.settings import NO_U_TURN, SliceSettings
 from bayes_spheres.kernels.slice import Slice
 from bayes_spheres.kernels.vectorized import VectorizedMCMC
 
 __all__ = [
+    "NO_U_TURN",
     "Directions",
     "HamiltonianSliceSampler",
     "Mass",

@@ -62,10 +62,16 @@ def start(
 
 
 def init(
-    problem: Problem, settings: SliceSettings, initial: Tensor, warmup: int
+    problem: Problem,
+    settings: SliceSettings,
+    initial: Tensor,
+    warmup: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[Path, ChainState]:
-    """The path for these chains and their first state."""
-    path = find_path(problem, settings, initial, warmup)
+    """The path for these chains and their first state; every later draw of :func:`step`
+    comes from ``generator`` (None: torch's global stream, which ``pyro.set_rng_seed``
+    seeds, as Pyro's own kernels draw)."""
+    path = find_path(problem, settings, initial, warmup, generator)
     theta = initial.clone()
     logp = path.found.target.log_density(theta)
     # on the CPU: diagnostics

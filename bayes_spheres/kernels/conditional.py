@@ -60,7 +60,8 @@ from torch import Tensor
 from bayes_spheres.kernels.gaussian_block import ScaledDesign, WhitenedLogistic
 from bayes_spheres.kernels.gibbs import ConditionalSampler
 from bayes_spheres.kernels.hyper import PointDensity
-from bayes_spheres.kernels.logistic import NotLinearLogistic, bernoulli_of
+from bayes_spheres.kernels.logistic import NotLinearLogistic
+from bayes_spheres.kernels.logistic_model import bernoulli_of
 from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.scale_moves import global_orbits
 

@@ -68,6 +68,7 @@ class ConditionalSampler:
             return HyperSampler(
                 target.hyper_size, first.warmup, self.init_width, self.max_steps,
                 target_accept=first.target_accept, max_energy=first.max_energy,
+                generator=first.generator,
             )  # fmt: skip
 
         self.steps["given z"] = hyper_sampler()
@@ -157,7 +158,7 @@ class ConditionalSampler:
             direction[k] = 1.0
             hyper, z, logp, step, evaluations = orbit_update(
                 target.joint_density, hyper, z, direction, exponents.to(z), width.width,
-                self.max_steps, logp,
+                self.max_steps, logp, self.samplers[0].generator,
             )  # fmt: skip
             width.record(step, self.warming_up)
             self.orbit_evaluations += evaluations

@@ -80,14 +80,19 @@ class Mass(StrEnum):
 
 
 def start_trajectory(
-    z: Tensor, logp_rest: Tensor, gaussian: bool, steps: int
+    z: Tensor,
+    logp_rest: Tensor,
+    gaussian: bool,
+    steps: int,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Momentum, energy, slice level ``-H - Exp(1)`` and the current state's offset ``k``."""
-    v = torch.randn(z.shape, dtype=z.dtype, device=z.device)
+    """Momentum, energy, slice level ``-H - Exp(1)`` and the current state's offset ``k``
+    (``generator``: the random stream; None, torch's global one)."""
+    v = torch.randn(z.shape, dtype=z.dtype, device=z.device, generator=generator)
     h0 = energy(z, v, logp_rest, gaussian)
-    log_u = -h0 - torch.empty_like(h0).exponential_()
+    log_u = -h0 - torch.empty_like(h0).exponential_(generator=generator)
     # on the CPU: a number of steps
-    k = int(torch.randint(0, steps + 1, ()))
+    k = int(torch.randint(0, steps + 1, (), generator=generator))
     return v, h0, log_u, k
 
 
@@ -99,7 +104,11 @@ def truncate(energies: Tensor, level: Tensor) -> Tensor:
 
 
 def choose_state(
-    energies: list[Tensor] | Tensor, h0: Tensor, log_u: Tensor, max_energy: float
+    energies: list[Tensor] | Tensor,
+    h0: Tensor,
+    log_u: Tensor,
+    max_energy: float,
+    generator: torch.Generator | None = None,
 ) -> tuple[list[int], Tensor, Tensor, Tensor]:
     """A uniform draw per chain among the trajectory's states inside the slice (index 0, the
     current state, always is); also the mean ``min(1, e^-dH)``, the fraction inside and
@@ -111,7 +120,7 @@ def choose_state(
     h = energies if isinstance(energies, Tensor) else torch.stack(energies)  # [S, C]
     inside = (-h >= log_u).to(h.dtype)
     weights = torch.cat([torch.ones_like(inside[:1]), inside]).T  # [C, S + 1]
-    pick = torch.multinomial(weights, 1)[:, 0].tolist()
+    pick = torch.multinomial(weights, 1, generator=generator)[:, 0].tolist()
     accept = torch.exp(torch.clamp(h0 - h, max=0.0)).nan_to_num(0.0).mean(0)
     diverging = ((h - h0 > max_energy) | ~torch.isfinite(h)).any(0)
     return pick, accept, inside.mean(0), diverging
@@ -126,6 +135,7 @@ def slice_trajectory(
     steps: int,
     gaussian: bool,
     max_energy: float = MAX_ENERGY,
+    generator: torch.Generator | None = None,
 ) -> TrajectoryStep:
     """One slice update along a trajectory of ``steps`` leapfrog steps (module docstring).
 
@@ -133,7 +143,7 @@ def slice_trajectory(
     trajectory (both independent of the state); each chain draws its own momentum, slice
     level and state.
     """
-    v, h0, log_u, k = start_trajectory(z, logp_rest, gaussian, steps)
+    v, h0, log_u, k = start_trajectory(z, logp_rest, gaussian, steps, generator)
     level = max_energy - log_u  # where a direction ends (module docstring)
     states, energies = [(z, logp_rest, grad)], []
     for sign, n in ((-1.0, k), (1.0, steps - k)):
@@ -150,7 +160,7 @@ def slice_trajectory(
             over |= ended(direction[-1], level)
         if direction:
             energies.extend(truncate(torch.stack(direction), level).unbind(0))
-    pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy)
+    pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy, generator)
     chosen = [torch.stack([states[i][j][c] for c, i in enumerate(pick)]) for j in range(3)]
     return TrajectoryStep(*chosen, accept=accept, in_slice=in_slice, diverging=diverging)
 
@@ -187,7 +197,8 @@ class HamiltonianSliceSampler:
     ``trajectory``), so that more of them, hence a better adapted step, fit the same time.
     ``mass``: the mass matrix adapted where the target has no Gaussian part.
     ``scale_moves``: scale moves (Liu & Sabatti 2000) after each update. ``max_energy``: the
-    divergence threshold.
+    divergence threshold. ``generator``: the random stream every draw takes (None: torch's
+    global one).
     """
 
     def __init__(
@@ -204,6 +215,7 @@ class HamiltonianSliceSampler:
         max_energy: float = MAX_ENERGY,
         max_depth: int = MAX_DEPTH,
         floor: bool = True,
+        generator: torch.Generator | None = None,
     ) -> None:
         if not (init_step > 0 and 0 < target_accept < 1 and warmup >= 0 and max_depth >= 1):
             raise ValueError(
@@ -220,6 +232,7 @@ class HamiltonianSliceSampler:
         if warmup_trajectory is not None:
             self.warmup_trajectory = float(warmup_trajectory)
         self.max_depth, self.use_floor = max_depth, floor
+        self.generator = generator
         self.floor: float | None = None  # learnt at the end of warm-up
         self._warmup_states: list[Tensor] = []
         self.init_step, self.target_accept, self.mass = init_step, target_accept, Mass(mass)
@@ -281,7 +294,7 @@ class HamiltonianSliceSampler:
         lp, grad = split.rest(zz)
 
         def accept(eps: float) -> float:
-            v = torch.randn_like(zz)
+            v = torch.randn_like(zz, generator=self.generator)
             h0 = energy(zz, v, lp, split.gaussian)
             z1, v1, lp1, _ = leapfrog(zz, v, grad, eps, split.rest, split.gaussian)
             dh = (energy(z1, v1, lp1, split.gaussian) - h0).nan_to_num(math.inf)
@@ -320,7 +333,7 @@ class HamiltonianSliceSampler:
             z = split.to_z(theta)
             lp, grad = split.rest(z)
         # on the CPU: a number
-        eps = self.step_size * (0.9 + 0.2 * float(torch.rand(())))
+        eps = self.step_size * (0.9 + 0.2 * float(torch.rand((), generator=self.generator)))
         length = self.warmup_trajectory if self.warming_up else self.trajectory
         if length is None and split.trajectory is None:
             if self.floor is None and not self.warming_up:
@@ -329,7 +342,7 @@ class HamiltonianSliceSampler:
             least = least_states(self.floor or 0.0, eps)
             tree = no_u_turn_trajectory(
                 z, lp, grad, split.rest, eps, split.gaussian, self.max_energy, self.max_depth,
-                least,
+                least, generator=self.generator,
             )  # fmt: skip
             step, steps, states = tree.step, tree.leapfrogs, float(tree.states.mean())
         else:
@@ -337,11 +350,14 @@ class HamiltonianSliceSampler:
                 length = SPECIALISED_TRAJECTORY
             steps = states = min(max(1, round(length / eps)), MAX_LEAPFROGS)
             if split.trajectory is not None:
-                step = split.trajectory(z, lp, grad, eps, steps, self.max_energy)
+                step = split.trajectory(
+                    z, lp, grad, eps, steps, self.max_energy, generator=self.generator
+                )
             else:
                 step = slice_trajectory(
-                    z, lp, grad, split.rest, eps, steps, split.gaussian, self.max_energy
-                )
+                    z, lp, grad, split.rest, eps, steps, split.gaussian, self.max_energy,
+                    self.generator,
+                )  # fmt: skip
         self.leapfrogs += steps
         if not self.warming_up:
             self.draw_leapfrogs += steps
@@ -355,7 +371,7 @@ class HamiltonianSliceSampler:
         for _ in range(self.scale_moves):
             s = scale_update(
                 target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width,
-                self.max_steps,
+                self.max_steps, self.generator,
             )  # fmt: skip
             self.calls += s.calls
             theta, logp = theta * torch.exp(s.t)[:, None], s.logp

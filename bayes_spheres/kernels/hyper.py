@@ -100,8 +100,10 @@ class HyperSampler:
         init_step: float = 0.1,
         max_depth: int = HYPER_MAX_DEPTH,
         max_energy: float = MAX_ENERGY,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.size, self.warmup, self.max_steps = size, warmup, max_steps
+        self.generator = generator
         self.max_depth, self.max_energy = max_depth, max_energy
         self.width = Width(init_width)
         self.iteration = self.evaluations = self.leapfrogs = 0
@@ -133,7 +135,7 @@ class HyperSampler:
         chains = len(hyper)
         along = BatchedAlong(lambda c, t: density(c, hyper[c] + t), chains)
         logp = along(hyper.new_zeros(chains, 1))[:, 0]
-        step = slice_update(along, logp, self.width.width, self.max_steps)
+        step = slice_update(along, logp, self.width.width, self.max_steps, self.generator)
         self.width.record(step, self.warming_up)
         self.evaluations += along.evaluations
         return hyper + step.t[:, None], step.logp, torch.zeros_like(logp, dtype=torch.bool)
@@ -154,7 +156,7 @@ class HyperSampler:
             self._configure(hyper)
         sd = self.adapter.mass_matrix_adapter.inverse_mass_matrix[SITE].sqrt().to(hyper)
         # on the CPU: a number (each update jitters the step by +-10 %, as the z sampler does)
-        eps = self.step_size * (0.9 + 0.2 * float(torch.rand(())))
+        eps = self.step_size * (0.9 + 0.2 * float(torch.rand((), generator=self.generator)))
         rows, logps, accepts, diverging = [], [], [], []
         for c in range(len(hyper)):
 
@@ -171,7 +173,15 @@ class HyperSampler:
             y = hyper[c : c + 1] / sd
             logp, grad = rest(y)
             tree = no_u_turn_trajectory(
-                y, logp, grad, rest, eps, False, self.max_energy, self.max_depth
+                y,
+                logp,
+                grad,
+                rest,
+                eps,
+                False,
+                self.max_energy,
+                self.max_depth,
+                generator=self.generator,
             )
             self.leapfrogs += tree.leapfrogs
             rows.append(tree.step.z[0] * sd)

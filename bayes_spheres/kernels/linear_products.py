@@ -92,6 +92,7 @@ def slice_trajectory_products(
     eps: float,
     steps: int,
     max_energy: float = MAX_ENERGY,
+    generator: torch.Generator | None = None,
     *,
     products: LinearProducts,
 ) -> TrajectoryStep:
@@ -99,4 +100,6 @@ def slice_trajectory_products(
     the rest of ``products``: the generic integrator step for step (the same chain to
     rounding), behind the :class:`~bayes_spheres.kernels.protocols.Splitting` hook, so that
     the sampler treats every form of the fast path alike."""
-    return slice_trajectory(z, logp_rest, grad, products.rest, eps, steps, True, max_energy)
+    return slice_trajectory(
+        z, logp_rest, grad, products.rest, eps, steps, True, max_energy, generator
+    )

@@ -58,6 +58,7 @@ def slice_trajectory_linear(
     eps: float,
     steps: int,
     max_energy: float = MAX_ENERGY,
+    generator: torch.Generator | None = None,
     *,
     linear: LinearLogistic,
 ) -> TrajectoryStep:
@@ -82,12 +83,12 @@ def slice_trajectory_linear(
     integrator, which stays volume preserving and reversible (a kick by any function of
     position is), so the update stays exact: the cost is a little energy error, not bias.
     """
-    v, h0, log_u, k = start_trajectory(z, logp_rest, True, steps)
+    v, h0, log_u, k = start_trajectory(z, logp_rest, True, steps, generator)
     level = max_energy - log_u  # where a direction ends (hamiltonian's module docstring)
     backward = _integrate(z, -v, eps, k, linear, level)
     forward = _integrate(z, v, eps, steps - k, linear, level)
     energies = torch.cat([backward.energies, forward.energies], 1).T  # [steps, C]
-    pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy)
+    pick, accept, in_slice, diverging = choose_state(energies, h0, log_u, max_energy, generator)
     chosen = torch.stack([_position(z, backward, forward, k, c, i) for c, i in enumerate(pick)])
     return TrajectoryStep(chosen, *linear.rest(chosen), accept, in_slice, diverging)
 

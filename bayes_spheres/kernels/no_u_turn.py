@@ -130,6 +130,7 @@ def no_u_turn_trajectory(
     max_energy: float,
     max_depth: int = MAX_DEPTH,
     min_states: int = 1,
+    generator: torch.Generator | None = None,
 ) -> NoUTurnStep:
     """One slice update along a no-U-turn trajectory for C chains (module docstring).
 
@@ -142,9 +143,9 @@ def no_u_turn_trajectory(
     inside the slice, ``diverging`` whether a subtree ended at a state more than
     ``max_energy`` above the slice level."""
     chains = len(z)
-    v0 = torch.randn_like(z)
+    v0 = torch.randn_like(z, generator=generator)
     h0 = energy(z, v0, logp_rest, gaussian)
-    log_u = -h0 - torch.empty_like(h0).exponential_()
+    log_u = -h0 - torch.empty_like(h0).exponential_(generator=generator)
     level = max_energy - log_u  # a state above it ends its subtree
     left = right = _End(z, v0, logp_rest, grad)
     pick = (z, logp_rest, grad)
@@ -158,7 +159,7 @@ def no_u_turn_trajectory(
     for j in range(max_depth):
         if not bool(running.any()):
             break
-        forward = torch.rand(chains, device=z.device) < 0.5
+        forward = torch.rand(chains, device=z.device, generator=generator) < 0.5
         sign = torch.where(forward, 1.0, -1.0).to(z.dtype)[:, None]
         # integrate backwards as forwards with the momentum reversed (the integrator is
         # reversible), and keep the true momenta for the criterion
@@ -169,7 +170,7 @@ def no_u_turn_trajectory(
         momenta = torch.zeros((max(j, 1), *z.shape), dtype=z.dtype, device=z.device)
         sums = torch.zeros_like(momenta)
         moving = running.clone()
-        uniforms = torch.rand((2**j, chains), dtype=z.dtype, device=z.device)
+        uniforms = torch.rand((2**j, chains), dtype=z.dtype, device=z.device, generator=generator)
         for leaf in range(2**j):
             if not bool(moving.any()):
                 break
@@ -203,7 +204,7 @@ def no_u_turn_trajectory(
         new_end = _End(end.z, sign * end.v, end.logp, end.grad)
         right = new_end.where(valid & forward, right)
         left = new_end.where(valid & ~forward, left)
-        take = valid & (torch.rand_like(h0) * count < sub_count)
+        take = valid & (torch.rand_like(h0, generator=generator) * count < sub_count)
         pick = _where(take, sub_pick, pick)
         count = count + torch.where(valid, sub_count, 0)
         rho = rho + torch.where(valid[:, None], sub_rho, 0)

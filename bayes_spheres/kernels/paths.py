@@ -12,7 +12,7 @@
 
 Each probe returns a :class:`Found` or raises :class:`Refused` with the reason; the first path
 that does not refuse is taken, and :class:`Path` keeps why the earlier ones refused.
-:func:`find_path` is what ``Slice`` runs at its first update; ``evidence.py`` probes the same
+:func:`find_path` is what ``Slice`` runs at its first update; ``evidence/ais.py`` probes the same
 table for its fast target. Each path carries its defaults for the settings left at None
 (:class:`~bayes_spheres.kernels.settings.PathDefaults`): on the fast and conditional paths
 the prior whitens the state, so short warm-up trajectories adapt the step well and scale
@@ -32,7 +32,8 @@ from torch import Tensor
 
 from bayes_spheres.kernels.conditional import ConditionalSampler, conditional_target
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
-from bayes_spheres.kernels.logistic import NotLinearLogistic, linear_logistic_target
+from bayes_spheres.kernels.logistic import NotLinearLogistic
+from bayes_spheres.kernels.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
@@ -41,7 +42,7 @@ from bayes_spheres.kernels.potential import (
 )
 from bayes_spheres.kernels.protocols import Target
 from bayes_spheres.kernels.sampler import Directions, SliceSampler
-from bayes_spheres.kernels.settings import PathDefaults, SliceSettings
+from bayes_spheres.kernels.settings import NO_U_TURN, PathDefaults, SliceSettings
 
 FAST_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=1.5, scale_moves=3)
 GENERIC_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=None, scale_moves=0)
@@ -81,7 +82,8 @@ class Found:
 
 
 Probe = Callable[[Problem, SliceSettings, Tensor], Found]
-SamplerFactory = Callable[[SliceSettings, int, Tensor], object]
+# (settings, warm-up updates, starting points [C, P], random stream) -> a sampler
+SamplerFactory = Callable[[SliceSettings, int, Tensor, torch.Generator | None], object]
 
 
 def probe_fast(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
@@ -150,26 +152,33 @@ def probe_generic(problem: Problem, settings: SliceSettings, initial: Tensor) ->
     return Found(target, "any model", details={"potential": how, "potential_reason": why})
 
 
-def hamiltonian_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+def hamiltonian_sampler(
+    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+) -> object:
+    trajectory = None if settings.trajectory == NO_U_TURN else settings.trajectory
     return HamiltonianSliceSampler(
-        warmup, settings.trajectory, init_step=INIT_STEP, target_accept=settings.target_accept,
+        warmup, trajectory, init_step=INIT_STEP, target_accept=settings.target_accept,
         warmup_trajectory=settings.warmup_trajectory, mass=settings.mass,
         scale_moves=settings.scale_moves, scale_width=settings.init_width,
-        max_steps=settings.max_steps, max_energy=settings.max_energy,
+        max_steps=settings.max_steps, max_energy=settings.max_energy, generator=generator,
     )  # fmt: skip
 
 
-def univariate_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+def univariate_sampler(
+    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+) -> object:
     return SliceSampler(
         like.shape[1], settings.directions, warmup=warmup, init_width=settings.init_width,
         max_steps=settings.max_steps, scale_moves=settings.scale_moves, dtype=like.dtype,
-        device=like.device,
+        device=like.device, generator=generator,
     )  # fmt: skip
 
 
-def conditional_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
+def conditional_sampler(
+    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+) -> object:
     def new_sampler() -> HamiltonianSliceSampler:
-        return hamiltonian_sampler(settings, warmup, like)
+        return hamiltonian_sampler(settings, warmup, like, generator)
 
     return ConditionalSampler(len(like), new_sampler, settings.init_width, settings.max_steps)
 
@@ -182,8 +191,10 @@ BY_DIRECTIONS: dict[Directions, SamplerFactory] = {
 }
 
 
-def direction_sampler(settings: SliceSettings, warmup: int, like: Tensor) -> object:
-    return BY_DIRECTIONS[settings.directions](settings, warmup, like)
+def direction_sampler(
+    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+) -> object:
+    return BY_DIRECTIONS[settings.directions](settings, warmup, like, generator)
 
 
 @dataclass(frozen=True)
@@ -213,9 +224,16 @@ class Path:
     sampler: object
 
 
-def find_path(problem: Problem, settings: SliceSettings, initial: Tensor, warmup: int) -> Path:
+def find_path(
+    problem: Problem,
+    settings: SliceSettings,
+    initial: Tensor,
+    warmup: int,
+    generator: torch.Generator | None = None,
+) -> Path:
     """The first path of :data:`PATHS` whose probe accepts ``problem`` at the chains'
-    starting points ``initial`` [C, P], with its sampler for ``warmup`` adapting updates."""
+    starting points ``initial`` [C, P], with its sampler for ``warmup`` adapting updates,
+    drawing from ``generator`` (None: torch's global stream, which Pyro seeds)."""
     refusals = []
     for name, strategy in PATHS.items():
         try:
@@ -224,6 +242,6 @@ def find_path(problem: Problem, settings: SliceSettings, initial: Tensor, warmup
             refusals.append(f"not {name}: {err}")
             continue
         on_path = settings.on_path(strategy.defaults)
-        sampler = strategy.sampler(on_path, warmup, initial)
+        sampler = strategy.sampler(on_path, warmup, initial, generator)
         return Path(name, "; ".join([*refusals, found.reason]), found, on_path, sampler)
     raise AssertionError("the generic path takes any model")  # pragma: no cover

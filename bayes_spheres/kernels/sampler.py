@@ -66,7 +66,8 @@ class SliceSampler:
     ``init_width``: the interval width before adaptation (unconstrained space); ``max_steps``:
     Neal's ``m``; ``adapt_every``: sweeps between width adjustments in warm-up;
     ``scale_moves``: scale moves (Liu & Sabatti 2000) at the end of each sweep, 0 for none;
-    their width in ``log g`` starts at ``init_width`` and adapts like the others.
+    their width in ``log g`` starts at ``init_width`` and adapts like the others;
+    ``generator``: the random stream every draw takes (None: torch's global one).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class SliceSampler:
         scale_moves: int = 0,
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
     ) -> None:
         if init_width <= 0 or max_steps < 1 or adapt_every < 1 or warmup < 0 or scale_moves < 0:
             raise ValueError(
@@ -97,6 +99,7 @@ class SliceSampler:
         self._scale_counts = [0.0, 0.0]  # expansions, shrinks of the scale moves in warm-up
         self.iteration = 0
         self.calls = self.updates = 0
+        self.generator = generator
         self._windows = slow_windows(warmup) if self.directions is Directions.FACTOR else []
         self._welford = WelfordCovariance(diagonal=False)
         self._expansions = torch.zeros(dim, dtype=dtype, device=device)
@@ -122,10 +125,10 @@ class SliceSampler:
         returns ``(theta, logp)``."""
         lines = target.lines(theta, self.basis)
         # on the CPU: an order of directions
-        order = torch.randperm(len(self.widths))
+        order = torch.randperm(len(self.widths), generator=self.generator)
         widths = self.widths.tolist()
         for k in order.tolist():
-            step = slice_update(lines.along(k), logp, widths[k], self.max_steps)
+            step = slice_update(lines.along(k), logp, widths[k], self.max_steps, self.generator)
             lines.move(k, step.t)
             logp = step.logp
             self.calls += step.calls
@@ -143,8 +146,9 @@ class SliceSampler:
 
     def _scale_move(self, target: Target, theta: Tensor, logp: Tensor) -> tuple[Tensor, Tensor]:
         step = scale_update(
-            target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width, self.max_steps
-        )
+            target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width, self.max_steps,
+            self.generator,
+        )  # fmt: skip
         self.calls += step.calls
         self.updates += 1
         if self.warming_up:

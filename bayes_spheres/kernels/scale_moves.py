@@ -97,6 +97,7 @@ def orbit_update(
     width: float = 1.0,
     max_steps: int = 20,
     logp: Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, SliceStep, int]:
     """One move ``(H, z) <- (H + t h, e^(t c) z)`` per chain (module docstring) for chains at
     ``hyper`` [C, K], ``z`` [C, Pz]; ``logp`` [C]: ``density`` there, if known. Returns
@@ -115,7 +116,7 @@ def orbit_update(
         for c, value in enumerate(logp.tolist()):
             along.seen[c][0.0] = value
     logp0 = along(zero)[:, 0]
-    step = slice_update(along, logp0, width, max_steps)
+    step = slice_update(along, logp0, width, max_steps, generator)
     t = step.t[:, None]
     hyper = hyper + t * direction
     z = torch.exp(t * exponents) * z

@@ -8,7 +8,8 @@ front (``inference.slice.trajectory=-1: must be a finite number > 0``).
 
 Three settings depend on the path the kernel takes (``kernels/paths.py``) unless given:
 ``trajectory``, ``warmup_trajectory`` and ``scale_moves`` (None: the path's own default,
-:class:`PathDefaults`).
+:class:`PathDefaults`). A trajectory length may also be :data:`NO_U_TURN`: a trajectory that
+doubles until it turns back on itself (``kernels/no_u_turn.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from bayes_spheres.kernels.fast_cost import MAX_GRAM_BYTES
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, Mass
 from bayes_spheres.kernels.sampler import Directions
 
+# A trajectory length that follows the posterior: doublings until a U-turn (Hoffman & Gelman
+# 2014), on the paths that integrate with the generic leapfrog (not the fast path's flow).
+NO_U_TURN = "no-u-turn"
+
 
 @dataclass(frozen=True)
 class PathDefaults:
     """What a path uses for the settings left at None (``kernels/paths.py`` says why)."""
 
-    trajectory: float | None
+    trajectory: float | str | None
     warmup_trajectory: float | None
     scale_moves: int
 
@@ -37,8 +42,11 @@ class SliceSettings:
     :param directions: ``hamiltonian`` (slices along Hamiltonian trajectories), ``factor``
         (eigenvectors of the warm-up covariance, Tibbits et al. 2014) or ``coordinate``.
     :param trajectory: hamiltonian: the length in time of a trajectory (on the fast path in
-        prior-whitened units, ``pi / 2`` a quarter period of the prior); None: the path's.
-    :param warmup_trajectory: hamiltonian: the length while adapting; None: the path's.
+        prior-whitened units, ``pi / 2`` a quarter period of the prior), or
+        :data:`NO_U_TURN` (generic and conditional paths; the fast path, whose flow is
+        exact along the prior, keeps a fixed length); None: the path's.
+    :param warmup_trajectory: hamiltonian: the length while adapting; None: the path's (or,
+        where the path has none, ``trajectory``'s).
     :param target_accept: hamiltonian: the mean ``min(1, e^-dH)`` the step size is adapted to.
     :param mass: hamiltonian, generic path: the mass matrix adapted in warm-up.
     :param scale_moves: scale moves ``theta <- g theta`` after each update (Liu & Sabatti
@@ -55,7 +63,7 @@ class SliceSettings:
     """
 
     directions: Directions = Directions.HAMILTONIAN
-    trajectory: float | None = None
+    trajectory: float | str | None = None
     warmup_trajectory: float | None = None
     target_accept: float = 0.8
     mass: Mass = Mass.DIAGONAL
@@ -79,9 +87,15 @@ class SliceSettings:
             "batch_potential": checks.flag("batch_potential", self.batch_potential),
             "max_gram_bytes": checks.integer("max_gram_bytes", self.max_gram_bytes),
         }
-        for name in ("trajectory", "warmup_trajectory"):
-            if getattr(self, name) is not None:
-                checked[name] = checks.positive(name, getattr(self, name))
+        if isinstance(self.trajectory, str) and self.trajectory != NO_U_TURN:
+            allowed = f"must be a finite number > 0, {NO_U_TURN!r} or None"
+            raise checks.SettingError("trajectory", self.trajectory, allowed)
+        if self.trajectory not in (None, NO_U_TURN):
+            checked["trajectory"] = checks.positive("trajectory", self.trajectory)
+        if self.warmup_trajectory is not None:
+            checked["warmup_trajectory"] = checks.positive(
+                "warmup_trajectory", self.warmup_trajectory
+            )
         if self.scale_moves is not None:
             checked["scale_moves"] = checks.integer("scale_moves", self.scale_moves)
         for name, value in checked.items():  # frozen: the checked, normalised values

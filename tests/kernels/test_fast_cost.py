@@ -19,11 +19,8 @@ from bayes_spheres.kernels.fast_cost import Form, Sizes, choose_form
 from bayes_spheres.kernels.gram import LinearLogistic, LowRankGram, StoredGram
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, slice_trajectory
 from bayes_spheres.kernels.linear_products import LinearProducts
-from bayes_spheres.kernels.logistic import (
-    LogisticTarget,
-    NotLinearLogistic,
-    linear_logistic_target,
-)
+from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic
+from bayes_spheres.kernels.logistic_model import linear_logistic_target
 
 DT = torch.float64
 
