@@ -6,6 +6,9 @@ Per target, rows:
 
 - ``MCMC(Slice(model))``: the call a user writes, nothing but the model given; the path the
   kernel took (``diagnostics()["path"]``) and its leapfrog steps per update in "how";
+- ``VectorizedMCMC(Slice(model))``: the same kernel with every chain in one batch
+  (``bayes_spheres/kernels/vectorized.py``): one update of all chains costs about one
+  chain's where the model broadcasts (how ``inference=mcmc`` runs it);
 - Pyro NUTS: ``MCMC(NUTS(model))`` at Pyro's defaults;
 - NumPyro NUTS: the model written again in NumPyro (``bench/published_numpyro.py``),
   chains one after another, float64, JIT compilation included;
@@ -53,11 +56,12 @@ from pyro.infer.mcmc.util import initialize_model
 from slice_vs_nuts import CHECK_RTOL, kernel_effort, row, same_posterior, version
 
 from bayes_spheres.benchmarks import TARGETS, Target, load
-from bayes_spheres.kernels import Slice
+from bayes_spheres.kernels import Slice, VectorizedMCMC
 
 SLICE = "MCMC(Slice(model))"
+VECTORIZED = "VectorizedMCMC(Slice(model))"
 GOAL_RATIO = 2.0  # min ESS/s of MCMC(Slice(model)) over Pyro NUTS's
-BASELINES = ("slice", "pyro-nuts", "numpyro", "nutpie")
+BASELINES = ("slice", "slice-vectorized", "pyro-nuts", "numpyro", "nutpie")
 QUICK_TARGETS = ("eight_schools_noncentered", "german_credit_logistic")
 PAPER = dict(chains=4, warmup=500, draws=1000)
 QUICK = dict(chains=2, warmup=100, draws=100)
@@ -87,15 +91,16 @@ def budget(args) -> str:
     return f"{args.chains} chains x ({args.warmup} warm-up + {args.draws})"
 
 
-def pyro_row(target: Target, args, nuts: bool) -> dict:
+def pyro_row(target: Target, args, nuts: bool, vectorized: bool = False) -> dict:
     kernel = NUTS(target.model) if nuts else Slice(target.model)
+    runner = VectorizedMCMC if vectorized else MCMC
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # on 2 cores Pyro draws the chains one after another and says so at every run
         warnings.filterwarnings("ignore", message="num_chains=.* more than available_cpu")
-        mcmc = MCMC(kernel, num_samples=args.draws, warmup_steps=args.warmup,
-                    num_chains=args.chains, disable_progbar=True)  # fmt: skip
+        mcmc = runner(kernel, num_samples=args.draws, warmup_steps=args.warmup,
+                      num_chains=args.chains, disable_progbar=True)  # fmt: skip
         mcmc.run()
     seconds = time.perf_counter() - start
     samples = {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
@@ -103,12 +108,18 @@ def pyro_row(target: Target, args, nuts: bool) -> dict:
     if nuts:
         how = f"NUTS(model) at Pyro's defaults, {budget(args)}, 1 torch thread"
         return row("Pyro NUTS", seconds, x, how) | {"z": z}
-    diagnostics = kernel.diagnostics()
+    per_key = mcmc.diagnostics()  # {key: {"chain c": value}} under either runner
+    chains = [f"chain {c}" for c in range(args.chains)]
+    per_chain = [
+        {k: v[c] for k, v in per_key.items() if isinstance(v, dict) and c in v} for c in chains
+    ]
+    diagnostics = per_chain[0]
     how = (
         f"{budget(args)}, {diagnostics.get('path')} path"
-        f"{kernel_effort([diagnostics])}, 1 torch thread"
+        f"{kernel_effort(per_chain)}, 1 torch thread"
     )
-    return row(SLICE, seconds, x, how) | {"z": z, "path": diagnostics.get("path")}
+    method = VECTORIZED if vectorized else SLICE
+    return row(method, seconds, x, how) | {"z": z, "path": diagnostics.get("path")}
 
 
 def pyro_reference(
@@ -219,6 +230,8 @@ def run_target(target: Target, args) -> list[dict]:
     rows, notes = [], []
     if "slice" not in args.skip:
         rows.append(pyro_row(target, args, nuts=False))
+    if "slice-vectorized" not in args.skip:
+        rows.append(pyro_row(target, args, nuts=False, vectorized=True))
     if "pyro-nuts" not in args.skip:
         rows.append(pyro_row(target, args, nuts=True))
     reference, points = pyro_reference(target, args.seed)
@@ -262,8 +275,8 @@ def print_target(target: Target, rows: list[dict], notes: list[str]) -> None:
         print(line)
 
 
-def ratio(rows: list[dict], method: str) -> float | None:
-    ours = next((r for r in rows if r["method"] == SLICE), None)
+def ratio(rows: list[dict], method: str, ours: str = SLICE) -> float | None:
+    ours = next((r for r in rows if r["method"] == ours), None)
     base = next((r for r in rows if r["method"] == method), None)
     return None if ours is None or base is None else ours["min_rate"] / base["min_rate"]
 
@@ -279,16 +292,20 @@ def verdict(rows: list[dict]) -> list[str]:
         r = ratio(rows, method)
         if r is not None:
             lines.append(f"{SLICE} / {method} = {r:.3g}x in min ESS/s")
+    batched = ratio(rows, "Pyro NUTS", VECTORIZED)
+    if batched is not None:
+        lines.append(f"{VECTORIZED} / Pyro NUTS = {batched:.3g}x in min ESS/s")
     return lines
 
 
 def print_summary(results: dict[str, tuple[int, list[dict]]]) -> None:
-    methods = (SLICE, "Pyro NUTS", "NumPyro NUTS", "nutpie NUTS")
+    methods = (SLICE, "Pyro NUTS", "NumPyro NUTS", "nutpie NUTS", VECTORIZED)
     print("\nsummary: min ESS/s (max |z| against the reference), ratios of min ESS/s")
     print(
         f"{'target':<30} {'dim':>4} "
         + " ".join(f"{m:>20}" for m in methods)
         + f" {'Slice/NUTS':>10} {'2x goal':>7} {'Slice/NumPyro':>13} {'Slice/nutpie':>12}"
+        + f" {'Vectorized/NUTS':>15}"
     )
 
     def times(v: float | None, width: int) -> str:
@@ -299,11 +316,12 @@ def print_summary(results: dict[str, tuple[int, list[dict]]]) -> None:
         for m in methods:
             r = next((r for r in rows if r["method"] == m), None)
             cells.append(f"{r['min_rate']:>12.3f} ({r['z']:>5.1f})" if r else f"{'-':>20}")
-        nuts, numpyro, nutpie = (ratio(rows, m) for m in methods[1:])
+        nuts, numpyro, nutpie = (ratio(rows, m) for m in methods[1:4])
+        batched = ratio(rows, "Pyro NUTS", VECTORIZED)
         goal = "-" if nuts is None else ("met" if nuts >= GOAL_RATIO else "no")
         print(
             f"{name:<30} {dim:>4} " + " ".join(cells) + f" {times(nuts, 10)} {goal:>7} "
-            f"{times(numpyro, 13)} {times(nutpie, 12)}"
+            f"{times(numpyro, 13)} {times(nutpie, 12)} {times(batched, 15)}"
         )
 
 
