@@ -30,6 +30,7 @@ from bayes_spheres.data import SphereData, load_spheres
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
 from bayes_spheres.models import pointwise_log_likelihood
+from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
 
@@ -135,16 +136,9 @@ def _reusable(out: Path, digest: str) -> dict[str, Any] | None:
 
 
 def _run_claimed(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
-    previous_dtype = torch.get_default_dtype()
-    previous_threads = torch.get_num_threads()
-    torch.set_default_dtype(plan.dtype)  # for tensors Pyro creates without a template
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    try:
+    # the dtype for tensors Pyro creates without a template
+    with torch_settings(cfg.get("threads") or None, plan.dtype):
         result = _run(cfg, plan, out, digest)
-    finally:
-        torch.set_default_dtype(previous_dtype)
-        torch.set_num_threads(previous_threads)
     _print_outside_sweeps(result, out)
     return result
 

@@ -28,6 +28,7 @@ from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
 from bayes_spheres.kernels import Slice, SliceSettings, VectorizedMCMC
 from bayes_spheres.models import SphereModel, weights_of
+from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +98,14 @@ def fit(
     draws = math.ceil(members / settings.num_chains)
     run = {"num_samples": draws * settings.thin, "warmup_steps": settings.warmup,
            "num_chains": settings.num_chains, "disable_progbar": not progress}  # fmt: skip
-    previous_threads = torch.get_num_threads()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    try:
-        with warnings.catch_warnings(), torch.random.fork_rng():
-            warnings.filterwarnings("ignore", "num_chains=", UserWarning)  # sequential chains
-            pyro.set_rng_seed(seed)
-            if settings.kernel is KernelName.SLICE:
-                mcmc = VectorizedMCMC(Slice(model, settings.slice), **run)
-            else:
-                mcmc = MCMC(NUTS(model), **run)
-            mcmc.run(data.phi_train, data.y_train)
-    finally:
-        torch.set_num_threads(previous_threads)
+    with torch_settings(settings.threads), warnings.catch_warnings(), torch.random.fork_rng():
+        warnings.filterwarnings("ignore", "num_chains=", UserWarning)  # sequential chains
+        pyro.set_rng_seed(seed)
+        if settings.kernel is KernelName.SLICE:
+            mcmc = VectorizedMCMC(Slice(model, settings.slice), **run)
+        else:
+            mcmc = MCMC(NUTS(model), **run)
+        mcmc.run(data.phi_train, data.y_train)
     return posterior_of(mcmc, model, data, members, settings.thin)
 
 

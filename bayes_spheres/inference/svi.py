@@ -35,6 +35,7 @@ from bayes_spheres.inference.elbo_gradients import (
     first_step_gap,
 )
 from bayes_spheres.models import SphereModel
+from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +147,8 @@ def fit(
             with torch.no_grad():
                 return step(momentum, factor, batch)
 
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_settings(threads):
         losses, wall, cpu = _steps(step_fn, num_steps, optim, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
     for name, value in pyro.get_param_store().items():
         if not torch.isfinite(value).all():
             raise DivergedError(f"SVI left a non-finite parameter {name!r}")
