@@ -64,6 +64,7 @@ from bayes_spheres.certificate import MARGIN, Envelope
 from bayes_spheres.ensemble import Ensemble
 
 PAD = 4 * torch.finfo(torch.float64).eps  # per term of a sum of D float64 products
+EMPTY = 1e-12  # a box is empty when its lower sides sum above 1 by more than rounding can
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,9 @@ def fill_box(g: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
 
 
 def tighten(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor] | None:
-    """The box with each side cut to what the simplex allows, or None where it is empty."""
-    if float(lower.sum()) > 1.0 or float(upper.sum()) < 1.0:
+    """The box with each side cut to what the simplex allows, or None where it is empty
+    (beyond rounding: a box that only rounding empties is kept, its ranges padded)."""
+    if float(lower.sum()) > 1.0 + EMPTY or float(upper.sum()) < 1.0 - EMPTY:
         return None
     upper = torch.minimum(upper, 1.0 - (lower.sum() - lower))
     lower = torch.maximum(lower, 1.0 - (upper.sum() - upper))
