@@ -1,5 +1,5 @@
 """Time and memory per leapfrog step of each form of the fast path
-(``bayes_spheres/kernels/fast_cost.py``) at several N and P, against the baselines: the
+(``bayes_spheres/kernels/fast/fast_cost.py``) at several N and P, against the baselines: the
 ``gram`` form (the fast path as it was: ``A A'`` held whatever N) and the generic path
 (``Slice(model, fast=False)``: Pyro's potential and its gradient, batched over the chains).
 
@@ -44,13 +44,13 @@ from pyro.infer.mcmc.util import initialize_model
 
 from bayes_spheres import benchmarks
 from bayes_spheres.data import load_spheres
-from bayes_spheres.kernels import linear_trajectory as integrator
-from bayes_spheres.kernels.fast_cost import Form
-from bayes_spheres.kernels.gram import LinearLogistic, StoredGram
+from bayes_spheres.kernels.fast import linear_trajectory as integrator
+from bayes_spheres.kernels.fast.fast_cost import Form
+from bayes_spheres.kernels.fast.gram import LinearLogistic, StoredGram
+from bayes_spheres.kernels.fast.linear_products import LinearProducts
+from bayes_spheres.kernels.fast.logistic import LogisticTarget, NotLinearLogistic
+from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, HamiltonianSliceSampler
-from bayes_spheres.kernels.linear_products import LinearProducts
-from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic
-from bayes_spheres.kernels.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
@@ -262,7 +262,7 @@ def _floor(form: Form, n: int, chains: int, dense_steps: bool = False) -> float:
 
 
 def calibrate() -> None:
-    """The weights of ``kernels/fast_cost.py`` on this machine (least of repeated timings):
+    """The weights of ``kernels/fast/fast_cost.py`` on this machine (least of repeated timings):
     products per matrix entry and per multiply-add (1 and 8 chains, ``A z`` and ``A' w``
     averaged), the same for CSR; a plain step's and a block step's work per point and chain
     and per step where no point pulls (the block integrator's floor), and a dense block

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bayes_spheres.kernels.fast.logistic import LogisticTarget
 from bayes_spheres.kernels.hamiltonian import (
     MAX_ENERGY,
     HamiltonianSliceSampler,
@@ -20,7 +21,6 @@ from bayes_spheres.kernels.hamiltonian import (
     leapfrog,
     slice_trajectory,
 )
-from bayes_spheres.kernels.logistic import LogisticTarget
 from bayes_spheres.kernels.potential import PotentialTarget
 
 DT = torch.float64
@@ -240,8 +240,8 @@ def test_linear_trajectory_is_the_generic_one(
     goes on, in blocks and in dense steps. All of it also with the likelihood raised to the
     power 0.3 (a tempered target, as annealed importance sampling moves through; from
     ``a < 15`` only equal to 1e-5: weaker kicks let more points linger near the cut)."""
-    from bayes_spheres.kernels import linear_trajectory as integrator
-    from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
+    from bayes_spheres.kernels.fast import linear_trajectory as integrator
+    from bayes_spheres.kernels.fast.linear_trajectory import slice_trajectory_linear
 
     monkeypatch.setattr(integrator, "KICK_BELOW", kick_below)
     monkeypatch.setattr(integrator, "BLOCK_STEPS", block_steps)

@@ -20,7 +20,7 @@ from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import mcmc
 from bayes_spheres.inference.potential import FlatPotential
 from bayes_spheres.kernels import Slice, SliceSettings
-from bayes_spheres.kernels.logistic_model import model_target
+from bayes_spheres.kernels.fast.logistic_model import model_target
 from bayes_spheres.kernels.potential import PotentialTarget
 from bayes_spheres.models import Flat, Hierarchical, SharedMean
 from bayes_spheres.pipeline import run

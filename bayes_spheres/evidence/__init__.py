@@ -10,7 +10,7 @@ invariant and its settings do not depend on the particles, so the estimator is e
 
 - ``hamiltonian``: one slice update along a Hamiltonian trajectory
   (:mod:`bayes_spheres.kernels.hamiltonian`, the ``Slice`` kernel's default), on the fast
-  path's target (:class:`~bayes_spheres.kernels.logistic.LogisticTarget`, found in the model
+  path's target (:class:`~bayes_spheres.kernels.fast.logistic.LogisticTarget`, found in the model
   as the kernel finds it: a Bernoulli likelihood with logits linear in the latents under a
   Gaussian prior, such as the flat and shared-mean priors). The prior is the exact Gaussian
   flow and the likelihood, raised to ``beta``, gives the kicks, so an update costs O(N) per

@@ -4,7 +4,7 @@ called at each temperature; :func:`~bayes_spheres.evidence.ais.anneal` is the on
 runs either.
 
 - :class:`HamiltonianMove`: slice updates along Hamiltonian trajectories of the ``Slice``
-  kernel's fast-path target (``bayes_spheres/kernels/logistic.py``), the prior's exact flow
+  kernel's fast-path target (``bayes_spheres/kernels/fast/logistic.py``), the prior's exact flow
   with the tempered likelihood's kicks;
 - :class:`CoordinateMove`: sweeps of univariate slice updates through Pyro's potential of the
   tempered model, for any model with continuous latent sites.
@@ -23,8 +23,8 @@ from pyro import poutine
 from torch import Tensor
 
 from bayes_spheres.evidence.tempering import Tempering
+from bayes_spheres.kernels.fast.logistic import LogisticTarget
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, MAX_LEAPFROGS, HamiltonianSliceSampler
-from bayes_spheres.kernels.logistic import LogisticTarget
 from bayes_spheres.kernels.paths import Problem
 from bayes_spheres.kernels.potential import (
     BatchedPotential,

@@ -7,7 +7,7 @@ has a short closed form, so one step is a handful of BLAS calls on the same para
 
 - a full-covariance Gaussian guide (:class:`~bayes_spheres.guides.AutoFullCovarianceNormal`)
   on any model whose activations are linear in its latents and whose prior is Gaussian
-  (:func:`~bayes_spheres.kernels.logistic_model.model_target` reads both off the Pyro model:
+  (:func:`~bayes_spheres.kernels.fast.logistic_model.model_target` reads both off the Pyro model:
   the flat and shared-mean models, or a user's model of that kind);
 - the direction x scale guide ``q(v, b) q(s)`` on the non-centered hierarchical model,
   with or without a learnt prior ``p(s)``.
@@ -43,7 +43,7 @@ from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from torch import Tensor
 
 from bayes_spheres.guides import AutoFullCovarianceNormal
-from bayes_spheres.kernels.logistic_model import model_target
+from bayes_spheres.kernels.fast.logistic_model import model_target
 from bayes_spheres.models import Hierarchical, SphereModel
 
 LOG_2PI = math.log(2 * math.pi)

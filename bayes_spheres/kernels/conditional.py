@@ -14,7 +14,7 @@ forward-mode autograd. One update of C chains (:class:`~bayes_spheres.kernels.gi
 ConditionalSampler`):
 
 1. ``z | H``: per chain, one slice update along a Hamiltonian trajectory of that target (the
-   fast integrator, :mod:`~bayes_spheres.kernels.linear_trajectory`) and its scale moves;
+   fast integrator, :mod:`~bayes_spheres.kernels.fast.linear_trajectory`) and its scale moves;
 2. ``H | z``: all coordinates of ``H`` together (:mod:`~bayes_spheres.kernels.hyper`) on the
    reparameterised model's potential (Pyro's), ``z`` held fixed;
 3. for each *global scale* among ``H``: a generalized Gibbs move of the scale and the
@@ -39,7 +39,7 @@ per-site parts (:class:`~bayes_spheres.kernels.gaussian_block.ScaledDesign`).
 A Gaussian site's scale may depend on ``H`` only and its loc on ``H`` and earlier Gaussian
 sites linearly (the shared-mean prior's ``w | mu``): else the logits are not linear in ``z``
 and :func:`conditional_target` raises
-:class:`~bayes_spheres.kernels.logistic.NotLinearLogistic`; the kernel then takes the generic
+:class:`~bayes_spheres.kernels.fast.logistic.NotLinearLogistic`; the kernel then takes the generic
 path.
 """
 
@@ -57,11 +57,11 @@ from pyro.infer.reparam import LocScaleReparam
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
+from bayes_spheres.kernels.fast.logistic_model import bernoulli_of
 from bayes_spheres.kernels.gaussian_block import ScaledDesign, WhitenedLogistic
 from bayes_spheres.kernels.gibbs import ConditionalSampler
 from bayes_spheres.kernels.hyper import PointDensity
-from bayes_spheres.kernels.logistic import NotLinearLogistic
-from bayes_spheres.kernels.logistic_model import bernoulli_of
 from bayes_spheres.kernels.potential import unravel
 from bayes_spheres.kernels.scale_moves import global_orbits
 

@@ -1,7 +1,7 @@
 """The conditional path's Gaussian block given the hyper-parameters (``kernels/conditional.py``):
 ``z ~ N(0, I)`` under a logistic likelihood with logits ``X z + a0``, a target for
 :class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler` on the fast integrator
-(:func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear`).
+(:func:`~bayes_spheres.kernels.fast.linear_trajectory.slice_trajectory_linear`).
 
 One such target is built per chain and update. Where ``X(H)`` is a fixed matrix with a
 factor per Gaussian site (``X_g(H) = r_g(H) X_g``, the hierarchical prior: ``r = s`` for
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.fast_cost import MAX_GRAM_BYTES
-from bayes_spheres.kernels.gram import Gram
-from bayes_spheres.kernels.linear_trajectory import LinearLogistic, slice_trajectory_linear
+from bayes_spheres.kernels.fast.fast_cost import MAX_GRAM_BYTES
+from bayes_spheres.kernels.fast.gram import Gram
+from bayes_spheres.kernels.fast.linear_trajectory import LinearLogistic, slice_trajectory_linear
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
 
 
@@ -44,7 +44,7 @@ class SiteGrams:
 
 class SiteGram:
     """``A A' = sum_g r_g^2 X_g X_g'`` as the integrator reads it
-    (:class:`~bayes_spheres.kernels.gram.StoredGram`'s ``rows`` and ``block``): the few rows
+    (:class:`~bayes_spheres.kernels.fast.gram.StoredGram`'s ``rows`` and ``block``): the few rows
     and blocks it asks for gathered from each part and summed, never the whole N x N sum."""
 
     form = "gram"

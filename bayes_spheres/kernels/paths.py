@@ -1,7 +1,7 @@
 """The kernel's three paths, as strategies probed in order from one table.
 
 - ``fast``: a Bernoulli likelihood with logits linear in the latents under a Gaussian prior
-  (:mod:`~bayes_spheres.kernels.logistic`), read off the model and checked against Pyro's
+  (:mod:`~bayes_spheres.kernels.fast.logistic`), read off the model and checked against Pyro's
   potential; the prior is whitened away and trajectories run on the fast integrator.
 - ``conditional``: such a model once a few other sites are given (a hierarchical prior),
   sampled by Gibbs updates whose Gaussian block is on the fast integrator
@@ -31,9 +31,9 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_spheres.kernels.conditional import ConditionalSampler, conditional_target
+from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
+from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
-from bayes_spheres.kernels.logistic import NotLinearLogistic
-from bayes_spheres.kernels.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,

@@ -2,8 +2,8 @@
 
 Nothing here samples. :mod:`~bayes_spheres.kernels.steps`, :mod:`~bayes_spheres.kernels.sampler`
 and :mod:`~bayes_spheres.kernels.hamiltonian` (the algorithms) and
-:mod:`~bayes_spheres.kernels.potential` and :mod:`~bayes_spheres.kernels.logistic` (the targets)
-import this module and nothing above it.
+:mod:`~bayes_spheres.kernels.potential` and :mod:`~bayes_spheres.kernels.fast.logistic` (the
+targets) import this module and nothing above it.
 
 Symbols: ``theta`` [C, P] the unconstrained state of C chains; ``z`` the same state in the
 coordinates of a :class:`Splitting` (``theta = mean + z @ chol.T``); ``v`` a momentum; ``t`` or

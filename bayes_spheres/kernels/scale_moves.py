@@ -37,8 +37,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
 from bayes_spheres.kernels.hyper import BatchedAlong
-from bayes_spheres.kernels.logistic import NotLinearLogistic
 from bayes_spheres.kernels.steps import SliceStep, slice_update
 
 # ``(chain, hyper [K], z [Pz]) -> log p``: the joint density of one chain's point.
@@ -69,7 +69,7 @@ def global_orbits(slopes: Tensor, names: list[str]) -> list[tuple[int, Tensor]]:
     """``(k, c)``: each global scale among the hyper coordinates and its orbit's exponents,
     from ``slopes`` [K, Pz], the log-growth rates of the logits' columns along each
     coordinate (``names``: the coordinates'). Raises
-    :class:`~bayes_spheres.kernels.logistic.NotLinearLogistic` for a local scale, such as a
+    :class:`~bayes_spheres.kernels.fast.logistic.NotLinearLogistic` for a local scale, such as a
     horseshoe's: where the data pin the product of a local scale and its weights, both of
     their Gibbs conditionals are narrow and the sweeps zig-zag along the funnel (on the
     Inference Gym's sparse German credit regression: R-hat 1.24 and a bulk ESS of 15 after 4 x

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from bayes_spheres import checks
-from bayes_spheres.kernels.fast_cost import MAX_GRAM_BYTES
+from bayes_spheres.kernels.fast.fast_cost import MAX_GRAM_BYTES
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, Mass
 from bayes_spheres.kernels.sampler import Directions
 
@@ -59,7 +59,7 @@ class SliceSettings:
         run of the model where a check finds it equal to Pyro's per point.
     :param max_gram_bytes: fast path: the most memory the [N, N] matrix ``A A'`` may take;
         past it the fast path reads its rows on demand or takes another form
-        (``kernels/fast_cost.py``; the form and why in ``diagnostics()["form"]``).
+        (``kernels/fast/fast_cost.py``; the form and why in ``diagnostics()["form"]``).
     """
 
     directions: Directions = Directions.HAMILTONIAN

@@ -40,9 +40,9 @@ def reference_pages() -> list[tuple[str, str, list[str], str]]:
     pages = []
     for path in sorted(package.iterdir()):
         if path.is_dir() and (path / "__init__.py").exists():
-            submodules = sorted(
-                f"{PACKAGE}.{path.name}.{m.stem}"
-                for m in path.glob("*.py")
+            submodules = sorted(  # nested packages' modules too (kernels.fast)
+                ".".join((PACKAGE, *m.relative_to(package).with_suffix("").parts))
+                for m in path.rglob("*.py")
                 if not m.name.startswith("_")
             )
             pages.append((path.name, submodules, path / "__init__.py"))

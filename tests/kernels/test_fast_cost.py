@@ -1,4 +1,4 @@
-"""The fast path's forms (``kernels/fast_cost.py``): each gives the generic integrator's chain
+"""The fast path's forms (``kernels/fast/fast_cost.py``): each gives the generic integrator's chain
 for the same random stream, the rule picks by counts (deterministically) and never holds an
 ``A A'`` beyond its limit, and declines where the model's own arithmetic is cheaper."""
 
@@ -13,14 +13,14 @@ import torch
 from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 
-from bayes_spheres.kernels import fast_cost, gram
-from bayes_spheres.kernels import linear_trajectory as integrator
-from bayes_spheres.kernels.fast_cost import Form, Sizes, choose_form
-from bayes_spheres.kernels.gram import LinearLogistic, LowRankGram, StoredGram
+from bayes_spheres.kernels.fast import fast_cost, gram
+from bayes_spheres.kernels.fast import linear_trajectory as integrator
+from bayes_spheres.kernels.fast.fast_cost import Form, Sizes, choose_form
+from bayes_spheres.kernels.fast.gram import LinearLogistic, LowRankGram, StoredGram
+from bayes_spheres.kernels.fast.linear_products import LinearProducts
+from bayes_spheres.kernels.fast.logistic import LogisticTarget, NotLinearLogistic
+from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, slice_trajectory
-from bayes_spheres.kernels.linear_products import LinearProducts
-from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic
-from bayes_spheres.kernels.logistic_model import linear_logistic_target
 
 DT = torch.float64
 

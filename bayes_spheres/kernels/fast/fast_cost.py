@@ -1,19 +1,19 @@
 """The fast path's cost: which form of it to take, or none, decided at set-up from counts.
 
-The fast path (:mod:`~bayes_spheres.kernels.logistic`) integrates Hamiltonian trajectories of
+The fast path (:mod:`~bayes_spheres.kernels.fast.logistic`) integrates Hamiltonian trajectories of
 a logistic likelihood with activations ``a = A z + a_0``, ``A`` [N, P] (the signed design
 whitened by the prior). Its forms differ in what they hold and what one leapfrog step costs,
 per chain (``K``: the points whose kicks count, ``a < 15``):
 
 - ``gram``: the block integrator of
-  :func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear` with ``A A'``
+  :func:`~bayes_spheres.kernels.fast.linear_trajectory.slice_trajectory_linear` with ``A A'``
   held: N^2 numbers, O(N^2 P) to build; per step O((3 + K) N) when few points pull
   (separable data, the study's posterior: K a few), O(N P) when many do (a dense step);
 - ``rows``: the same integrator with the rows of ``A A'`` computed when needed
-  (:class:`~bayes_spheres.kernels.gram.LowRankGram`): N P numbers, O(K N P) per block of
+  (:class:`~bayes_spheres.kernels.fast.gram.LowRankGram`): N P numbers, O(K N P) per block of
   up to 32 steps on top of ``gram``'s;
 - ``products`` and ``sparse``: the generic leapfrog with ``X (L z)`` and ``L' (X' w)``
-  (:mod:`~bayes_spheres.kernels.linear_products`): O(N P), or O(nnz(X)) with ``X`` in CSR,
+  (:mod:`~bayes_spheres.kernels.fast.linear_products`): O(N P), or O(nnz(X)) with ``X`` in CSR,
   per step whatever the data (2 nnz + 2 P^2 where the prior is not diagonal);
 - the generic path (Pyro's potential and autograd) costs what the model's own arithmetic
   costs, counted once by :class:`ProductCounter` (its products, twice for the gradient;

@@ -1,4 +1,4 @@
-"""What the fast path's block integrator (:mod:`~bayes_spheres.kernels.linear_trajectory`)
+"""What the fast path's block integrator (:mod:`~bayes_spheres.kernels.fast.linear_trajectory`)
 integrates: a logistic likelihood with activations linear in the state
 (:class:`LinearLogistic`), and its Gram matrix ``A A'`` [N, N], held whole or computed row by
 row.
@@ -8,7 +8,7 @@ integrator needs the candidates' block ``(A A')_JJ`` once per block of steps and
 ``(A A')_K`` of the few points that pulled. :class:`StoredGram` holds ``A A'`` (N^2 numbers:
 3.4 GB in float32 at N = 30,012; built in O(N^2 P)); :class:`LowRankGram` computes what is
 asked for from ``A`` [N, P] (rank P), O(K N P) per block and nothing stored, the form for
-large N (``kernels/fast_cost.py`` chooses).
+large N (``kernels/fast/fast_cost.py`` chooses).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.fast_cost import MAX_GRAM_BYTES
+from bayes_spheres.kernels.fast.fast_cost import MAX_GRAM_BYTES
 
 
 class StoredGram:
@@ -72,8 +72,9 @@ Gram = StoredGram | LowRankGram
 @dataclass
 class LinearLogistic:
     """A rest ``power * sum_n log sigmoid(a_n)`` with activations ``a = z @ a_z.T + a_0``
-    linear in ``z``: lets :func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear`
-    move them with the state instead of recomputing them (O(N P) per step). ``power`` is the
+    linear in ``z``: lets
+    :func:`~bayes_spheres.kernels.fast.linear_trajectory.slice_trajectory_linear` move them
+    with the state instead of recomputing them (O(N P) per step). ``power`` is the
     likelihood's power ``beta`` on a tempered path (1: the posterior;
     :mod:`bayes_spheres.evidence`)."""
 

@@ -4,9 +4,9 @@ value and gradient through two products with the design per step, ``X (L z)`` an
 ``L' (X' w)``, O(nnz(X) + nnz(L)) per chain: no Gram matrix, so no O(N^2) memory, and ``X``
 kept sparse where most of its entries are zero (item response models: a few non-zeros per
 row), which whitening ``A = X L`` would destroy unless ``L`` is diagonal (then it is folded
-in). The form for large N or sparse designs (``kernels/fast_cost.py`` chooses).
+in). The form for large N or sparse designs (``kernels/fast/fast_cost.py`` chooses).
 
-Symbols as in :mod:`~bayes_spheres.kernels.logistic`: signed design ``X`` [N, P], whitening
+Symbols as in :mod:`~bayes_spheres.kernels.fast.logistic`: signed design ``X`` [N, P], whitening
 ``theta = m + L z``; ``a = X L z + (X m + sign a0)``.
 """
 

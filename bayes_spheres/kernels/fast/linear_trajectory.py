@@ -1,7 +1,7 @@
 """The fast path's integrator: Hamiltonian trajectories of a logistic likelihood whose
 activations are linear in the (prior-whitened) state, ``a = z @ a_z.T + a_0``, integrated in
 blocks of steps (:func:`slice_trajectory_linear`). Used by
-:class:`~bayes_spheres.kernels.logistic.LogisticTarget`, which finds such likelihoods in a
+:class:`~bayes_spheres.kernels.fast.logistic.LogisticTarget`, which finds such likelihoods in a
 Pyro model."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.gram import LinearLogistic
+from bayes_spheres.kernels.fast.gram import LinearLogistic
 from bayes_spheres.kernels.hamiltonian import (
     MAX_ENERGY,
     choose_state,

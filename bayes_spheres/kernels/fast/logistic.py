@@ -12,10 +12,10 @@ and the kernel takes the generic path.
 Along a direction ``d`` the logits move as ``a + t (X d)`` and the prior is a quadratic in
 ``t``, so a univariate slice update costs O(N), not O(N P); along a Hamiltonian trajectory the
 activations rotate with the state
-(:func:`~bayes_spheres.kernels.linear_trajectory.slice_trajectory_linear`), or, where that
+(:func:`~bayes_spheres.kernels.fast.linear_trajectory.slice_trajectory_linear`), or, where that
 would cost more (large N, sparse designs), the likelihood is taken through products with the
-design (:mod:`~bayes_spheres.kernels.linear_products`): the target's ``form``, chosen at
-set-up from counts (:func:`~bayes_spheres.kernels.fast_cost.choose_form`; ``form_reason``
+design (:mod:`~bayes_spheres.kernels.fast.linear_products`): the target's ``form``, chosen at
+set-up from counts (:func:`~bayes_spheres.kernels.fast.fast_cost.choose_form`; ``form_reason``
 gives the numbers).
 """
 
@@ -29,17 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.fast_cost import (
+from bayes_spheres.kernels.fast.fast_cost import (
     MAX_GRAM_BYTES,
     Form,
 )
-from bayes_spheres.kernels.gram import LinearLogistic, LowRankGram, StoredGram
-from bayes_spheres.kernels.linear_products import (
+from bayes_spheres.kernels.fast.gram import LinearLogistic, LowRankGram, StoredGram
+from bayes_spheres.kernels.fast.linear_products import (
     LinearProducts,
     slice_trajectory_products,
     to_csr,
 )
-from bayes_spheres.kernels.linear_trajectory import slice_trajectory_linear
+from bayes_spheres.kernels.fast.linear_trajectory import slice_trajectory_linear
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
 
 
@@ -53,7 +53,7 @@ class LogisticTarget:
 
     For a basis ``E`` the matrices ``sign * (X E)`` and ``E' Q E`` are computed once; one update
     then keeps the per-chain signed logits [C, N] and ``theta Q E`` current in O(N + K).
-    ``form``: how :meth:`splitting` integrates (:class:`~bayes_spheres.kernels.fast_cost.Form`;
+    ``form``: how :meth:`splitting` integrates (:class:`~bayes_spheres.kernels.fast.fast_cost.Form`;
     None: ``gram`` where ``A A'`` fits ``MAX_GRAM_BYTES``, else ``rows``);
     :func:`linear_logistic_target` chooses it by cost and says why in ``form_reason``.
     """

@@ -1,8 +1,8 @@
 """Reading the fast path's target off a Pyro model: :func:`linear_logistic_target` finds the
 design ``X``, offset ``a0``, prior precision ``Q`` and shift ``h`` of
-:class:`~bayes_spheres.kernels.logistic.LogisticTarget` (symbols there) by tracing the model
+:class:`~bayes_spheres.kernels.fast.logistic.LogisticTarget` (symbols there) by tracing the model
 at a few points, and checks the result against Pyro's potential; a model of any other kind
-raises :class:`~bayes_spheres.kernels.logistic.NotLinearLogistic`."""
+raises :class:`~bayes_spheres.kernels.fast.logistic.NotLinearLogistic`."""
 
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_spheres.kernels.fast_cost import (
+from bayes_spheres.kernels.fast.fast_cost import (
     MAX_GRAM_BYTES,
     Form,
     ProductCounter,
     Sizes,
     choose_form,
 )
-from bayes_spheres.kernels.logistic import LogisticTarget, NotLinearLogistic
+from bayes_spheres.kernels.fast.logistic import LogisticTarget, NotLinearLogistic
 from bayes_spheres.kernels.potential import unravel
 
 
@@ -114,7 +114,7 @@ def linear_logistic_target(
     :func:`~pyro.infer.mcmc.util.initialize_model`) has a latent site that is not real.
 
     Then the fast path's form (``target.form``, why in ``target.form_reason``), by
-    :func:`~bayes_spheres.kernels.fast_cost.choose_form` from the sizes, the design's zeros,
+    :func:`~bayes_spheres.kernels.fast.fast_cost.choose_form` from the sizes, the design's zeros,
     ``chains`` (stepped together: the study's 8 by default) and the model's own
     multiply-adds (counted in one value of ``potential_fn``), holding ``A A'`` only up to
     ``max_gram_bytes``;
@@ -187,7 +187,7 @@ def _counted_madds(
     potential_fn: Callable[[dict[str, Tensor]], Tensor], params: dict[str, Tensor]
 ) -> float:
     """The multiply-adds of the products in one value and gradient of ``potential_fn``: the
-    value's counted (:class:`~bayes_spheres.kernels.fast_cost.ProductCounter`), twice (the
+    value's counted (:class:`~bayes_spheres.kernels.fast.fast_cost.ProductCounter`), twice (the
     gradient with respect to the latents takes one product per product)."""
     leaves = {name: value.detach().requires_grad_(True) for name, value in params.items()}
     with ProductCounter() as counter, torch.enable_grad():
