@@ -71,15 +71,20 @@ EMPTY = 1e-12  # a box is empty when its lower sides sum above 1 by more than ro
 class CertificateSettings:
     """Settings of :func:`certify_sphere`, checked when made.
 
-    :param time_limit_s: seconds per sphere; the best valid bound so far is returned.
-    :param max_nodes: most regions whose bound is computed (the root is one).
+    :param time_limit_s: seconds per sphere; the best valid bound so far is returned (a
+        safety: where it ends the search, the bound depends on the machine's speed).
+    :param max_nodes: most regions whose bound is computed (the root is one). The default
+        ends the search in a study's runs, so that the same seed gives the same bound
+        anywhere, at a cost of a few seconds per region at the paper's scale; more regions
+        pay only where members' activation ranges are narrow (``docs/adversarial-error.md``:
+        ``scripts/certify.py RUN_DIR --max-nodes N`` rechecks a saved ensemble longer).
     :param tol: stop once the bound is within this of the best point found.
     :param fw_iterations: most Frank-Wolfe steps per region.
     :param fw_tol: stop a region's Frank-Wolfe once its bound is this close to ``G_R``.
     """
 
-    time_limit_s: float = 60.0
-    max_nodes: int = 20_000
+    time_limit_s: float = 600.0
+    max_nodes: int = 8
     tol: float = 1e-3
     fw_iterations: int = 100
     fw_tol: float = 1e-4
