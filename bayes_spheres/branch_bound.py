@@ -237,7 +237,7 @@ def _line_search(envelope: Envelope, z: Tensor, z_v: Tensor, points: int = 24) -
     last of ``points + 1`` steps where ``G`` still rises, twice (a batched bisection)."""
     left, width = 0.0, 1.0
     for _ in range(2):
-        steps = left + width * torch.linspace(0.0, 1.0, points + 1, dtype=z.dtype)
+        steps = left + width * torch.linspace(0.0, 1.0, points + 1, dtype=z.dtype, device=z.device)
         _, derivative = envelope.value_and_derivative(z + steps[:, None] * (z_v - z))
         rising = (derivative @ (z_v - z)) > 0
         last = int(rising.nonzero().max()) if bool(rising.any()) else 0
@@ -318,7 +318,7 @@ def certify_sphere(
     members_bound = float(torch.sigmoid(problem.sorted[0]).mean())
 
     best_vertex = int(torch.sigmoid(problem.z).mean(1).argmax())
-    best_u = torch.zeros(dim, dtype=torch.float64)
+    best_u = torch.zeros(dim, dtype=torch.float64, device=problem.z.device)
     best_u[best_vertex] = 1.0
     found = problem.value(best_u)
     if start is not None:
@@ -334,7 +334,8 @@ def certify_sphere(
             found, best_u = seen, seen_u
         return node
 
-    zeros, ones = torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)
+    zeros = torch.zeros(dim, dtype=torch.float64, device=best_u.device)
+    ones = torch.ones_like(zeros)
     root = evaluate(zeros, ones, members_bound + MARGIN, best_u)
     nodes, tie = 1, itertools.count()
     heap = [(-root.bound, next(tie), root)]
