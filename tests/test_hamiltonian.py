@@ -14,14 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from bayes_spheres.kernels.fast.logistic import LogisticTarget
-from bayes_spheres.kernels.hamiltonian import (
-    MAX_ENERGY,
-    HamiltonianSliceSampler,
-    flow,
-    leapfrog,
-    slice_trajectory,
-)
+from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
+from bayes_spheres.kernels.leapfrog import flow, leapfrog
 from bayes_spheres.kernels.potential import PotentialTarget
+from bayes_spheres.kernels.slice_trajectory import MAX_ENERGY, slice_trajectory
 
 DT = torch.float64
 

@@ -78,7 +78,7 @@ class Splitting:
     """A target written as ``N(z; 0, I) * rest(z)`` (``gaussian``) or as ``rest(z)`` alone,
     with ``theta = mean + z @ chol.T``. ``trajectory``: an integrator specialised to this
     rest (None: the generic leapfrog,
-    :func:`~bayes_spheres.kernels.hamiltonian.slice_trajectory`).
+    :func:`~bayes_spheres.kernels.slice_trajectory.slice_trajectory`).
     """
 
     rest: Rest

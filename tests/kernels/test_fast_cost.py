@@ -20,7 +20,7 @@ from bayes_spheres.kernels.fast.gram import LinearLogistic, LowRankGram, StoredG
 from bayes_spheres.kernels.fast.linear_products import LinearProducts
 from bayes_spheres.kernels.fast.logistic import LogisticTarget, NotLinearLogistic
 from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
-from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, slice_trajectory
+from bayes_spheres.kernels.slice_trajectory import MAX_ENERGY, slice_trajectory
 
 DT = torch.float64
 

@@ -1,5 +1,5 @@
 """The fast path's plain form: the leapfrog of
-:func:`~bayes_spheres.kernels.hamiltonian.slice_trajectory` itself, with the likelihood's
+:func:`~bayes_spheres.kernels.slice_trajectory.slice_trajectory` itself, with the likelihood's
 value and gradient through two products with the design per step, ``X (L z)`` and
 ``L' (X' w)``, O(nnz(X) + nnz(L)) per chain: no Gram matrix, so no O(N^2) memory, and ``X``
 kept sparse where most of its entries are zero (item response models: a few non-zeros per
@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.hamiltonian import MAX_ENERGY, slice_trajectory
 from bayes_spheres.kernels.protocols import TrajectoryStep
+from bayes_spheres.kernels.slice_trajectory import MAX_ENERGY, slice_trajectory
 
 
 def to_csr(x: Tensor) -> Tensor:
@@ -96,7 +96,7 @@ def slice_trajectory_products(
     *,
     products: LinearProducts,
 ) -> TrajectoryStep:
-    """:func:`~bayes_spheres.kernels.hamiltonian.slice_trajectory` with a Gaussian part and
+    """:func:`~bayes_spheres.kernels.slice_trajectory.slice_trajectory` with a Gaussian part and
     the rest of ``products``: the generic integrator step for step (the same chain to
     rounding), behind the :class:`~bayes_spheres.kernels.protocols.Splitting` hook, so that
     the sampler treats every form of the fast path alike."""

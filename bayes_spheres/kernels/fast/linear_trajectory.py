@@ -15,16 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bayes_spheres.kernels.fast.gram import LinearLogistic
-from bayes_spheres.kernels.hamiltonian import (
+from bayes_spheres.kernels.leapfrog import ended, energy, flow
+from bayes_spheres.kernels.protocols import TrajectoryStep
+from bayes_spheres.kernels.slice_trajectory import (
     MAX_ENERGY,
     choose_state,
-    ended,
-    energy,
-    flow,
     start_trajectory,
     truncate,
 )
-from bayes_spheres.kernels.protocols import TrajectoryStep
 
 # log sigmoid(a) > -exp(-36) = -2.3e-16 for a > 36: such points leave the energy unchanged
 ACTIVE_BELOW = 36.0
@@ -62,7 +60,7 @@ def slice_trajectory_linear(
     *,
     linear: LinearLogistic,
 ) -> TrajectoryStep:
-    """:func:`~bayes_spheres.kernels.hamiltonian.slice_trajectory` with a Gaussian part and a
+    """:func:`~bayes_spheres.kernels.slice_trajectory.slice_trajectory` with a Gaussian part and a
     :class:`LinearLogistic` rest: the same chain for the same random stream (to rounding),
     much cheaper per step. (``grad``, the rest's gradient at ``z``, is part of the
     :class:`~bayes_spheres.kernels.protocols.Splitting` hook; kicks here come from the
@@ -140,7 +138,7 @@ def _integrate(
 ) -> _Path:
     """``steps`` leapfrog steps (half kick, rotation by ``eps``, half kick) from ``(z, v)``
     [C, P], in blocks; each chain's energies from its first one above ``level`` [C] on are
-    ``inf`` (:func:`~bayes_spheres.kernels.hamiltonian.truncate`), and after the block where
+    ``inf`` (:func:`~bayes_spheres.kernels.slice_trajectory.truncate`), and after the block where
     that happened the chain no longer counts in choosing candidates or steps (its kicks are
     left out), so a chain that went far into the constraints costs nothing more.
 
