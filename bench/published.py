@@ -115,8 +115,7 @@ def pyro_row(target: Target, args, nuts: bool, vectorized: bool = False) -> dict
     ]
     diagnostics = per_chain[0]
     how = (
-        f"{budget(args)}, {diagnostics.get('path')} path"
-        f"{kernel_effort(per_chain)}, 1 torch thread"
+        f"{budget(args)}, {diagnostics.get('path')} path{kernel_effort(per_chain)}, 1 torch thread"
     )
     method = VECTORIZED if vectorized else SLICE
     return row(method, seconds, x, how) | {"z": z, "path": diagnostics.get("path")}
