@@ -187,7 +187,7 @@ def test_a_no_u_turn_trajectory_asked_for_by_name_samples_a_correlated_gaussian(
     kernel = Slice(model, trajectory="no-u-turn")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        m = MCMC(kernel, num_samples=1000, warmup_steps=300, num_chains=2, disable_progbar=True)
+        m = MCMC(kernel, num_samples=400, warmup_steps=150, num_chains=2, disable_progbar=True)
         m.run()
     info = m.diagnostics()
     assert info["trajectory"] == {"chain 0": "no-u-turn", "chain 1": "no-u-turn"}
