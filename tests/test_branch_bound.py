@@ -23,6 +23,7 @@ from bayes_spheres.certificate import Envelope
 from bayes_spheres.checks import SettingError
 from bayes_spheres.data import INNER, OUTER, SquaredFeatures
 from bayes_spheres.ensemble import Ensemble
+from tests.test_certificate import simplex_grid  # the brute-force grid both checks use
 
 RADII = {INNER: 1.0, OUTER: 1.3}
 QUICK = CertificateSettings(
@@ -39,15 +40,6 @@ def hard_ensemble(seed: int, members: int, dim: int, scale: float) -> Ensemble:
     w = 1.0 + scale * torch.randn(members, dim, generator=g, dtype=torch.float64)
     b = -1.2 * scale / 6 + torch.randn(members, generator=g, dtype=torch.float64)
     return Ensemble(w, b, f)
-
-
-def simplex_grid(dim: int, steps: int) -> torch.Tensor:
-    """Every point of the simplex ``sum u = 1`` with coordinates in multiples of 1 / steps."""
-    points = [
-        (*c, steps - sum(c)) for c in itertools.product(range(steps + 1), repeat=dim - 1)
-        if sum(c) <= steps
-    ]  # fmt: skip
-    return torch.tensor(points, dtype=torch.float64) / steps
 
 
 GRID_STEPS = {2: 100_000, 3: 600, 4: 80}
