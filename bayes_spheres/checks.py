@@ -49,6 +49,22 @@ def fraction(key: str, value: object) -> float:
     return float(value)
 
 
+def unit_interval(key: str, value: object) -> float:
+    """``value`` as a number in the half-open interval [0, 1) (a momentum, a decay)."""
+    if not (_is_number(value) and 0 <= value < 1):
+        raise SettingError(key, value, "must be a number in [0, 1)")
+    return float(value)
+
+
+def optional_integer(key: str, value: object, minimum: int = 0) -> int | None:
+    """``value`` as None or an integer ``>= minimum``."""
+    if value is None:
+        return None
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+        raise SettingError(key, value, f"must be null or an integer >= {minimum}")
+    return value
+
+
 def flag(key: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise SettingError(key, value, "must be true or false")

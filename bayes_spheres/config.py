@@ -15,7 +15,6 @@ import dataclasses
 import enum
 import functools
 import inspect
-import math
 import re
 import typing
 from collections.abc import Callable
@@ -29,9 +28,15 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bayes_spheres import checks
 from bayes_spheres.branch_bound import CertificateSettings
 from bayes_spheres.checks import SettingError
+from bayes_spheres.data import SpheresSettings
+from bayes_spheres.inference.bootstrap import BootstrapSettings
+from bayes_spheres.inference.laplace import LaplaceSettings
+from bayes_spheres.inference.map import LBFGSSettings, MAPSettings
 from bayes_spheres.inference.mcmc import MCMCSettings
+from bayes_spheres.inference.svi import SGDSettings, SVISettings
 from bayes_spheres.kernels.settings import SliceSettings
 from bayes_spheres.models import ModelName, SphereModel
 
@@ -61,10 +66,21 @@ def settings_node(kind: type) -> dict[str, Any]:
     return node
 
 
-# `conf/inference/mcmc.yaml` takes its settings from here (`/settings@inference: mcmc`, and the
-# kernel's `/settings@inference.slice: slice`).
-# The certificate's settings likewise (`conf/config.yaml`: `settings@certificate`).
-_SETTINGS = (("mcmc", MCMCSettings), ("slice", SliceSettings), ("certificate", CertificateSettings))
+# Each `conf/inference/*.yaml` takes its settings from here (`/settings@inference: mcmc`, the
+# kernel's `/settings@inference.slice: slice`, ...), and so does the certificate
+# (`conf/config.yaml`: `settings@certificate`).
+_SETTINGS = (
+    ("map", MAPSettings),
+    ("laplace", LaplaceSettings),
+    ("lbfgs", LBFGSSettings),
+    ("bootstrap", BootstrapSettings),
+    ("spheres", SpheresSettings),
+    ("mcmc", MCMCSettings),
+    ("slice", SliceSettings),
+    ("svi", SVISettings),
+    ("sgd", SGDSettings),
+    ("certificate", CertificateSettings),
+)
 for _name, _kind in _SETTINGS:
     ConfigStore.instance().store(group="settings", name=_name, node=settings_node(_kind))
 
@@ -77,6 +93,7 @@ class ConfigError(ValueError):
 class Plan:
     """A validated run: what to build and call, with which settings."""
 
+    data: SpheresSettings
     model: SphereModel
     fit: Callable[..., Any]
     fit_settings: dict[str, Any]
@@ -100,19 +117,11 @@ class Plan:
 
 
 def _positive_int(where: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}={value!r}: must be an integer >= {minimum}")
-    return value
-
-
-def _positive_float(where: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise ConfigError(f"{where}={value!r}: must be a positive finite number")
-    return float(value)
+    """A top-level count (``members``, ``seed``, ...), in the settings' own words."""
+    try:
+        return checks.integer(where, value, minimum)
+    except SettingError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _one_line(text: str) -> str:
@@ -224,16 +233,6 @@ def validate(cfg: DictConfig) -> Plan:
     for key in ("data", "model", "inference", "attack"):
         if key not in cfg:
             raise ConfigError(f"config has no '{key}' group")
-    d = cfg.data
-    _positive_int("data.dim", d.dim)
-    _positive_int("data.n_train", d.n_train, minimum=2)
-    _positive_int("data.n_val", d.n_val)
-    r_in = _positive_float("data.r_inner", d.r_inner)
-    r_out = _positive_float("data.r_outer", d.r_outer)
-    if r_in >= r_out:
-        raise ConfigError(
-            f"data.r_inner={d.r_inner!r} must be smaller than data.r_outer={d.r_outer!r}"
-        )
     _positive_int("members", cfg.members)
     _positive_int("seed", cfg.seed, minimum=0)
     if cfg.get("threads") is not None:
@@ -253,6 +252,9 @@ def validate(cfg: DictConfig) -> Plan:
 
 
 def _build(cfg: DictConfig) -> Plan:
+    data = _instantiate("data", cfg.data)
+    if not isinstance(data, SpheresSettings):
+        raise ConfigError(f"data._target_={cfg.data._target_!r} is not a SpheresSettings")
     model = _instantiate("model", cfg.model)
     if not isinstance(model, SphereModel):
         raise ConfigError(f"model._target_={cfg.model._target_!r} is not a SphereModel")
@@ -278,6 +280,7 @@ def _build(cfg: DictConfig) -> Plan:
     extra_attacks = {str(k): _attack(f"extra_attacks.{k}", node) for k, node in extra.items()}
 
     return Plan(
+        data=data,
         model=model,
         fit=fit,
         fit_settings=fit_settings,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayes_spheres import checks
+
 INNER, OUTER = 0, 1
 
 
@@ -112,3 +114,38 @@ def load_spheres(
     x_va, y_va = make_spheres(n_val, dim, r_inner, r_outer, gen, dtype)
     x_tr, y_tr, x_va, y_va = (t.to(device) for t in (x_tr, y_tr, x_va, y_va))
     return SphereData(x_tr, y_tr, x_va, y_va, SquaredFeatures.fit(x_tr), r_inner, r_outer)
+
+
+@dataclass(frozen=True)
+class SpheresSettings:
+    """The data set's settings (``conf/data/spheres.yaml`` builds it as the ``data`` node),
+    checked when made: dimension, training and validation points, the two radii (inner
+    smaller) and the seed of the one generator both sets are drawn from. The paper's scale
+    (D = 500, 1,000 and 100,000 points) is ``conf/scale/paper.yaml``'s."""
+
+    dim: int = 500
+    n_train: int = 1000
+    n_val: int = 100_000
+    r_inner: float = 1.0
+    r_outer: float = 1.3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks.integer("dim", self.dim, minimum=1)
+        checks.integer("n_train", self.n_train, minimum=2)
+        checks.integer("n_val", self.n_val, minimum=1)
+        checks.integer("seed", self.seed)
+        object.__setattr__(self, "r_inner", checks.positive("r_inner", self.r_inner))
+        object.__setattr__(self, "r_outer", checks.positive("r_outer", self.r_outer))
+        if self.r_inner >= self.r_outer:
+            rule = f"must be smaller than r_outer={self.r_outer!r}"
+            raise checks.SettingError("r_inner", self.r_inner, rule)
+
+    def load(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    ) -> SphereData:
+        """The data set (:func:`load_spheres`)."""
+        return load_spheres(
+            self.dim, self.n_train, self.n_val, self.r_inner, self.r_outer, self.seed, dtype,
+            device,
+        )  # fmt: skip

@@ -26,7 +26,7 @@ from bayes_spheres import metrics as M
 from bayes_spheres.artifacts import save_elbo, save_posterior, save_trace
 from bayes_spheres.attack.strongest import strongest
 from bayes_spheres.config import ConfigError, Plan, validate
-from bayes_spheres.data import SphereData, load_spheres
+from bayes_spheres.data import SphereData
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
 from bayes_spheres.models import pointwise_log_likelihood
@@ -149,17 +149,7 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     start = time.perf_counter()
 
     with timings("data"):
-        d = cfg.data
-        data = load_spheres(
-            d.dim,
-            d.n_train,
-            d.n_val,
-            d.r_inner,
-            d.r_outer,
-            seed=d.seed,
-            dtype=plan.dtype,
-            device=plan.device,
-        )
+        data = plan.data.load(plan.dtype, plan.device)
     # bars in a single run; in a sweep, the stage lines above and bayes_spheres/progress.py
     progress = bool(cfg.get("progress", True)) and cell is None
     with timings("inference"):

@@ -203,5 +203,5 @@ def test_converged_fits_do_not_depend_on_the_start_and_early_stopped_ones_do(sma
     torch.testing.assert_close(from_zero.w, from_map.w, rtol=1e-4, atol=1e-5)
     early = bootstrap.fit(model, small_spheres, init="zero", max_iter=3, **kw).ensemble
     assert early.w.norm(dim=1).max() < 0.9 * from_map.w.norm(dim=1).min()
-    with pytest.raises(ValueError, match=r"inference\.init='nope'"):
+    with pytest.raises(ValueError, match=r"init='nope': must be one of map, zero"):
         bootstrap.fit(model, small_spheres, init="nope", **kw)

@@ -45,10 +45,11 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         (["data.n_val=0"], ["data.n_val=0", ">= 1"]),
         (
             ["data.r_inner=1.5", "data.r_outer=1.3"],
-            ["data.r_inner=1.5", "data.r_outer=1.3", "smaller"],
+            ["data.r_inner=1.5", "r_outer=1.3", "smaller"],
         ),
         (["data.r_inner=1.3", "data.r_outer=1.3"], ["data.r_inner=1.3", "smaller"]),
-        (["data.r_inner=-1.0"], ["data.r_inner=-1.0", "positive"]),
+        (["data.r_inner=-1.0"], ["data.r_inner=-1.0", "> 0"]),
+        (["data.n_val=abc"], ["data.n_val='abc'", ">= 1"]),
         (["members=0"], ["members=0", ">= 1"]),
         (["seed=-1"], ["seed=-1", ">= 0"]),
         (["dtype=float16"], ["float16", "float64", "float32"]),
@@ -85,7 +86,7 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
             ["extra_attacks.simplex.step_growth=0.5", ">= 1"],
         ),
         # the nodes instantiate builds, and the method's metadata beside the inference node
-        (["~inference._partial_"], ["inference._partial_=None", "must be true"]),
+        (["~inference._target_"], ["inference", "no _target_"]),
         (["attack._partial_=false"], ["attack._partial_=False", "must be true"]),
         (["inference._target_=nowhere.fit"], ["inference._target_='nowhere.fit'", "import"]),
         (["+method.resmple=false"], ["method.resmple", "unknown", "resample", "models"]),
@@ -93,7 +94,31 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
             ["inference=svi", "~inference.optim._target_"],
             ["inference.optim", "SGDSettings", "_target_: bayes_spheres.inference.svi"],
         ),
-        # inference settings (approximate posteriors)
+        # inference settings: each method's settings object checks itself when made
+        (["inference=mcmc", "inference.num_chains=0"], ["inference.num_chains=0", ">= 1"]),
+        (["inference=mcmc", "inference.thin=0"], ["inference.thin=0", ">= 1"]),
+        (["inference=mcmc", "inference.warmup=abc"], ["inference.warmup='abc'", ">= 0"]),
+        (
+            ["inference=mcmc", "inference.slice.trajectory=-1"],
+            ["inference.slice.trajectory=-1", "> 0", "no-u-turn"],
+        ),
+        (["inference=svi", "inference.optim.lr=abc"], ["inference.optim.lr='abc'", "> 0"]),
+        (["inference=svi", "inference.num_steps=-5"], ["inference.num_steps=-5", ">= 1"]),
+        (["inference=svi", "inference.batch_size=0"], ["inference.batch_size=0", ">= 1"]),
+        (
+            ["inference=svi", "inference.optim.momentum=1"],
+            ["inference.optim.momentum=1", "[0, 1)"],
+        ),
+        (["inference.lbfgs.max_iter=0"], ["inference.lbfgs.max_iter=0", ">= 1"]),
+        (
+            ["inference.lbfgs.line_search=armijo"],
+            ["inference.lbfgs.line_search='armijo'", "strong_wolfe"],
+        ),
+        (["inference=bootstrap", "inference.init=nope"], ["inference.init='nope'", "map, zero"]),
+        (
+            ["inference=bootstrap", "inference.tolerance_grad=0"],
+            ["inference.tolerance_grad=0", "> 0"],
+        ),
         (
             ["inference=svi", "inference.guide=nope"],
             ["inference.guide='nope'", "full_covariance", "direction_scale"],
@@ -146,19 +171,18 @@ def test_unknown_nested_lbfgs_setting_is_an_error(compose):
         validate(cfg)
 
 
-def test_instantiate_builds_the_fit_partial_and_its_nested_settings(compose):
-    """conf/inference/*.yaml are ``_partial_`` nodes: Hydra's instantiate gives the fit function
-    with its settings bound, nested dataclass settings built by their own ``_target_``."""
-    cfg = compose(["inference=svi", "inference.optim.lr=0.003"])
-    fit = instantiate(cfg.inference)
-    assert isinstance(fit, functools.partial) and fit.func is svi.fit
-    assert fit.keywords["optim"] == svi.SGDSettings(lr=0.003, momentum=0.98)
-    assert fit.keywords["guide"] == "full_covariance"
+def test_instantiate_builds_the_settings_object_that_fits(compose):
+    """conf/inference/*.yaml build each method's settings object with Hydra's instantiate,
+    nested settings by their own ``_target_``; the plan's fit is that object (calling it fits)
+    and the method's metadata stays beside it in ``method``."""
+    cfg = compose(["inference=svi", "inference.optim.lr=0.003", "inference.num_steps=7"])
+    settings = instantiate(cfg.inference)
+    assert settings == svi.SVISettings(optim=svi.SGDSettings(lr=0.003), num_steps=7)
     plan = validate(cfg)
-    assert plan.fit is svi.fit and plan.fit_settings == fit.keywords
-    assert "models" not in cfg.inference and list(cfg.method.models)  # metadata beside it
-    lbfgs = instantiate(compose([]).inference).keywords["lbfgs"]
-    assert lbfgs == map_fit.LBFGSSettings()  # conf/inference/map.yaml = the dataclass defaults
+    assert plan.fit == settings and plan.fit_settings == {}
+    assert "models" not in cfg.inference and list(cfg.method.models)
+    lbfgs = map_fit.LBFGSSettings(max_iter=5)
+    assert validate(compose(["inference.lbfgs.max_iter=5"])).fit == map_fit.MAPSettings(lbfgs)
 
 
 def test_attacks_are_partials_and_names_come_from_the_targets(compose):
@@ -227,6 +251,7 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path):
     [
         ("attack.max_steps=0", ["attack.max_steps=0", ">= 1"]),
         ("+inference.maxiter=3", ["inference.maxiter", "unknown", "lbfgs"]),
+        ("inference.lbfgs.history_size=0", ["inference.lbfgs.history_size=0", ">= 1"]),
     ],
 )
 def test_cli_config_errors_are_one_line_and_exit_2(tmp_path, override, fragments):

@@ -3,6 +3,7 @@ resampled error (paper, Table 1), and the configs that pair a model with an infe
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import arviz as az
@@ -14,7 +15,7 @@ from bayes_spheres import pipeline
 from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import validate
 from bayes_spheres.ensemble import Ensemble
-from bayes_spheres.inference.svi import SGDSettings
+from bayes_spheres.inference.svi import SVISettings
 from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE, RESAMPLE_SEED_OFFSET, run
 
 SMALL = [
@@ -193,29 +194,19 @@ def test_hierarchical_svi_run_keeps_scale_and_direction(compose, tmp_path):
 # --- configs -----------------------------------------------------------------------------
 
 
+MODELS = ("flat", "shared_mean")
+
+
 def test_hier_noncentered_svi_gets_its_specialisation(compose):
-    cfg = compose(["model=hier_noncentered", "inference=svi"])
-    assert cfg.inference.guide == "direction_scale"
-    assert cfg.model.learn_prior is True
-    assert cfg.inference.jit is True
-    plan = validate(cfg)
-    assert plan.fit_settings["guide"] == "direction_scale" and plan.fit_settings["jit"] is True
+    """conf/model_inference/hier_noncentered_svi.yaml applies to that pair only: the
+    direction x scale guide with a learnt prior there, the settings' defaults elsewhere."""
+    plan = validate(compose(["model=hier_noncentered", "inference=svi"]))
+    flat, shared_mean = (validate(compose([f"model={m}", "inference=svi"])) for m in MODELS)
+    assert flat.fit == shared_mean.fit and flat.fit.guide == SVISettings().guide
+    assert plan.fit == dataclasses.replace(flat.fit, guide="direction_scale")
     assert plan.model.learn_prior is True and plan.model.centered is False
-
-
-@pytest.mark.parametrize(
-    ("model", "inference"),
-    [("flat", "svi"), ("shared_mean", "svi"), ("hier_noncentered", "laplace")],
-)
-def test_other_pairs_keep_the_defaults(compose, model, inference):
-    cfg = compose([f"model={model}", f"inference={inference}"])
-    plan = validate(cfg)
-    if inference == "svi":
-        assert plan.fit_settings["guide"] == "full_covariance"
-        assert plan.fit_settings["jit"] is True
-        assert plan.fit_settings["optim"] == SGDSettings(lr=0.01, momentum=0.98)
-    else:
-        assert plan.model.learn_prior is False
+    laplace = validate(compose(["model=hier_noncentered", "inference=laplace"]))
+    assert laplace.model.learn_prior is False
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
 
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
 from torch import Tensor
 
+from bayes_spheres import checks
 from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
@@ -81,37 +85,74 @@ class BatchedObjective:
         return -(self.counts[:, rows] * log_lik).sum(0) - log_prior
 
 
+class Start(StrEnum):
+    """Where every resample's fit starts: the full data's MAP, or the origin."""
+
+    MAP = "map"
+    ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """A bootstrap fit's settings, checked when made (``conf/inference/bootstrap.yaml`` builds
+    it as the ``inference`` node); calling it fits (:func:`fit`). ``max_iter``,
+    ``history_size``, ``tolerance_grad``: the batched L-BFGS's
+    (:mod:`~bayes_spheres.inference.batched_lbfgs`); ``init``: :class:`Start`."""
+
+    max_iter: int = 1000
+    history_size: int = 10
+    tolerance_grad: float = 1e-8
+    init: Start = Start.MAP
+
+    def __post_init__(self) -> None:
+        checked = {
+            "max_iter": checks.integer("max_iter", self.max_iter, minimum=1),
+            "history_size": checks.integer("history_size", self.history_size, minimum=1),
+            "tolerance_grad": checks.positive("tolerance_grad", self.tolerance_grad),
+            "init": checks.choice("init", self.init, Start),
+        }
+        for name, value in checked.items():  # frozen: the checked, normalised values
+            object.__setattr__(self, name, value)
+
+    def __call__(
+        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0,
+        progress: bool = True,
+    ) -> Posterior:  # fmt: skip
+        return fit(model, data, members, seed, self, progress)
+
+
 def fit(
     model: SphereModel,
     data: SphereData,
     members: int = 1000,
     seed: int = 0,
-    max_iter: int = 1000,
-    history_size: int = 10,
-    tolerance_grad: float = 1e-8,
-    init: str = "map",
+    settings: BootstrapSettings | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> Posterior:
-    """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch.
+    """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch, with
+    ``settings`` (:class:`BootstrapSettings`; keyword ``overrides`` replace single ones).
 
     ``init="map"`` starts every fit at the full data's MAP (fitted first; each resample's
     MAP lies near it), ``"zero"`` at the origin, as a fit from scratch would; the two agree
     once the fits converge, and differ when ``max_iter`` stops them early. ``progress``: no
     bar (one batched fit; its iterations are logged)."""
     del progress
-    if init not in ("map", "zero"):
-        raise ValueError(f"inference.init={init!r}: must be 'map' or 'zero'")
+    config = replace(settings or BootstrapSettings(), **overrides)
+    tolerance_grad = config.tolerance_grad
     gen = torch.Generator().manual_seed(seed)
     n = len(data.y_train)
-    settings = dict(max_iter=max_iter, history_size=history_size, tolerance_grad=tolerance_grad)
+    lbfgs = dict(
+        max_iter=config.max_iter, history_size=config.history_size, tolerance_grad=tolerance_grad
+    )
     counts = resample_counts(n, members, gen)
     objective = BatchedObjective(model, data.phi_train, data.y_train, counts)
     start = data.phi_train.new_zeros(1, objective.size)
-    if init == "map":
+    if config.init is Start.MAP:
         # on the CPU: counts, moved to the data by BatchedObjective
         full = BatchedObjective(model, data.phi_train, data.y_train, torch.ones(1, n))
-        start, _ = batched_lbfgs(full, start, **settings)
-    theta, info = batched_lbfgs(objective, start.expand(members, -1), **settings)
+        start, _ = batched_lbfgs(full, start, **lbfgs)
+    theta, info = batched_lbfgs(objective, start.expand(members, -1), **lbfgs)
     if info["converged"] < members:
         log.warning(
             "bootstrap: %d of %d fits converged (|grad| <= %g)",

@@ -4,6 +4,7 @@ Hessian of the negative log joint, via Pyro's :class:`AutoLaplaceApproximation`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from pyro import poutine
@@ -15,7 +16,7 @@ from torch import Tensor
 from bayes_spheres.data import SphereData
 from bayes_spheres.inference import Posterior
 from bayes_spheres.inference.draws import guide_ensemble
-from bayes_spheres.inference.map import LBFGSSettings, lbfgs_minimise
+from bayes_spheres.inference.map import LBFGSSettings, MAPSettings, lbfgs_minimise
 from bayes_spheres.models import SphereModel
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,18 @@ def laplace_guide(
     info["posterior_sd"] = covariance.diagonal().sqrt()
     info["hessian_jitter"] = jitter
     return gaussian, info
+
+
+@dataclass(frozen=True)
+class LaplaceSettings(MAPSettings):
+    """A Laplace fit's settings: the MAP's L-BFGS (``conf/inference/laplace.yaml``); calling
+    it fits (:func:`fit`)."""
+
+    def __call__(
+        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0,
+        progress: bool = True,
+    ) -> Posterior:  # fmt: skip
+        return fit(model, data, members, seed, self.lbfgs, progress)
 
 
 def fit(

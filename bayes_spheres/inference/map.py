@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import torch
 from torch import Tensor
 
+from bayes_spheres import checks
 from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
@@ -22,15 +24,50 @@ from bayes_spheres.models import SphereModel, weights_of
 log = logging.getLogger(__name__)
 
 
+class LineSearch(StrEnum):
+    STRONG_WOLFE = "strong_wolfe"
+
+
 @dataclass(frozen=True)
 class LBFGSSettings:
-    """Settings of :class:`torch.optim.LBFGS` (config: ``inference.lbfgs``)."""
+    """Settings of :class:`torch.optim.LBFGS` (config: ``inference.lbfgs``), checked when
+    made. ``line_search``: ``strong_wolfe`` or None, the paper's L-BFGS without one."""
 
     max_iter: int = 2000
     tolerance_grad: float = 1e-9
     tolerance_change: float = 1e-14
     history_size: int = 50
-    line_search: str | None = "strong_wolfe"  # None: the paper's L-BFGS without line search
+    line_search: LineSearch | None = LineSearch.STRONG_WOLFE
+
+    def __post_init__(self) -> None:
+        checked = {
+            "max_iter": checks.integer("max_iter", self.max_iter, minimum=1),
+            "tolerance_grad": checks.positive("tolerance_grad", self.tolerance_grad),
+            "tolerance_change": checks.positive("tolerance_change", self.tolerance_change),
+            "history_size": checks.integer("history_size", self.history_size, minimum=1),
+        }
+        if self.line_search is not None:
+            checked["line_search"] = checks.choice("line_search", self.line_search, LineSearch)
+        for name, value in checked.items():  # frozen: the checked, normalised values
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class MAPSettings:
+    """A MAP fit's settings (``conf/inference/map.yaml`` builds it as the ``inference`` node,
+    ``lbfgs`` as ``inference.lbfgs``); calling it fits (:func:`fit`)."""
+
+    lbfgs: LBFGSSettings = field(default_factory=LBFGSSettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lbfgs, LBFGSSettings):
+            raise checks.SettingError("lbfgs", self.lbfgs, "must be an LBFGSSettings")
+
+    def __call__(
+        self, model: SphereModel, data: SphereData, members: int = 1, seed: int = 0,
+        progress: bool = True,
+    ) -> Posterior:  # fmt: skip
+        return fit(model, data, members, seed, self.lbfgs, progress)
 
 
 def lbfgs_minimise(

@@ -13,8 +13,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pyro
@@ -24,6 +25,7 @@ from pyro import poutine
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from tqdm.auto import tqdm
 
+from bayes_spheres import checks
 from bayes_spheres.data import SphereData
 from bayes_spheres.guides import GUIDES, GuideName, InitLoc
 from bayes_spheres.inference import Posterior
@@ -44,10 +46,15 @@ STEPS_BEFORE_TIMING = 50
 
 @dataclass(frozen=True)
 class SGDSettings:
-    """SGD with momentum (config: ``inference.optim``)."""
+    """SGD with momentum (config: ``inference.optim``), checked when made: the paper's
+    learning rate 0.01 and momentum 0.98 (App. A)."""
 
     lr: float = 0.01
     momentum: float = 0.98
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", checks.positive("lr", self.lr))
+        object.__setattr__(self, "momentum", checks.unit_interval("momentum", self.momentum))
 
 
 class LossScale(StrEnum):
@@ -67,58 +74,116 @@ class DivergedError(FloatingPointError):
     """The ELBO became NaN or infinite: the fit is not handed to the attack."""
 
 
+@dataclass(frozen=True)
+class SVISettings:
+    """An SVI fit's settings, checked when made (``conf/inference/svi.yaml`` builds it as the
+    ``inference`` node and ``optim`` as ``inference.optim``, so a bad value fails before any
+    data are made, naming its full key); calling it fits (:func:`fit`).
+
+    :param guide: ``full_covariance`` (a full-covariance Gaussian) or ``direction_scale``
+        (``q(v) q(s)`` on the non-centered hierarchical model, :mod:`~bayes_spheres.guides`).
+    :param init_scale: the guide's initial scale.
+    :param init_loc: where the guide's mean starts: ``mean`` (the prior mean, deterministic)
+        or ``median`` (Pyro's default, the median of a few prior draws: random).
+    :param optim: SGD with momentum (:class:`SGDSettings`).
+    :param num_steps: SGD steps; the paper's 50,000.
+    :param batch_size: the minibatch; the paper's 100 (at most N is used).
+    :param loss_scale: ``per_datum`` (``-ELBO / N``, PyTorch's mean reduction) or ``sum``
+        (Pyro's ``-ELBO``, with which the paper's learning rate diverges at D = 500).
+    :param engine: ``auto`` (closed-form gradients where the pair has them, Table 1's do),
+        ``closed_form`` or ``pyro`` (Pyro's ``SVI``).
+    :param jit: engine ``pyro``: compile the ELBO with PyTorch's tracer.
+    :param validate: engine ``pyro``: Pyro's argument checks in the steps (slower; a fit that
+        blows up is caught by its non-finite loss either way).
+    :param pyro_mvn: Pyro's ``AutoMultivariateNormal`` itself as the full-covariance guide
+        (the same SGD path for the same seed, slower; ``python bench/svi.py``).
+    :param threads: torch's intra-op threads during the steps, restored after (None: leave as
+        is); a step's tensors are small, and on a shared 2-core machine a second thread only
+        spin-waits against other jobs (measured: up to 50x slower per step under load).
+    """
+
+    guide: GuideName = GuideName.FULL_COVARIANCE
+    init_scale: float = 0.1
+    init_loc: InitLoc = InitLoc.MEAN
+    optim: SGDSettings = field(default_factory=SGDSettings)
+    num_steps: int = 50_000
+    batch_size: int = 100
+    loss_scale: LossScale = LossScale.PER_DATUM
+    engine: Engine = Engine.AUTO
+    jit: bool = True
+    validate: bool = False
+    pyro_mvn: bool = False
+    threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        checked = {
+            "guide": checks.choice("guide", self.guide, GuideName),
+            "init_scale": checks.positive("init_scale", self.init_scale),
+            "init_loc": checks.choice("init_loc", self.init_loc, InitLoc),
+            "num_steps": checks.integer("num_steps", self.num_steps, minimum=1),
+            "batch_size": checks.integer("batch_size", self.batch_size, minimum=1),
+            "loss_scale": checks.choice("loss_scale", self.loss_scale, LossScale),
+            "engine": checks.choice("engine", self.engine, Engine),
+            "jit": checks.flag("jit", self.jit),
+            "validate": checks.flag("validate", self.validate),
+            "pyro_mvn": checks.flag("pyro_mvn", self.pyro_mvn),
+            "threads": checks.optional_integer("threads", self.threads, minimum=1),
+        }
+        if not isinstance(self.optim, SGDSettings):
+            raise checks.SettingError("optim", self.optim, "must be an SGDSettings")
+        for name, value in checked.items():  # frozen: the checked, normalised values
+            object.__setattr__(self, name, value)
+
+    def __call__(
+        self,
+        model: SphereModel,
+        data: SphereData,
+        members: int = 1000,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> Posterior:
+        return fit(model, data, members, seed, self, progress)
+
+
 def fit(
     model: SphereModel,
     data: SphereData,
     members: int = 1000,
     seed: int = 0,
-    guide: GuideName = GuideName.FULL_COVARIANCE,
-    init_scale: float = 0.1,
-    init_loc: InitLoc = InitLoc.MEAN,
-    optim: SGDSettings | None = None,
-    num_steps: int = 50_000,
-    batch_size: int = 100,
-    loss_scale: LossScale = LossScale.PER_DATUM,
-    jit: bool = True,
-    validate: bool = False,
-    pyro_mvn: bool = False,
-    threads: int | None = 1,
-    engine: Engine = Engine.AUTO,
+    settings: SVISettings | None = None,
     progress: bool = True,
+    **overrides: Any,
 ) -> Posterior:
-    """Fit ``guide`` to ``model``'s posterior by SVI; an ensemble of ``members`` guide draws.
+    """Fit ``model``'s posterior by SVI with ``settings`` (:class:`SVISettings`; keyword
+    ``overrides`` replace single settings, e.g. ``fit(model, data, num_steps=100)``); an
+    ensemble of ``members`` guide draws.
 
     The full-covariance guide is :class:`~bayes_spheres.guides.AutoFullCovarianceNormal`:
     Pyro's ``AutoMultivariateNormal`` family and parameterisation, with a log density that
-    needs no triangular solve (``python bench/svi.py`` compares the two per step);
-    ``pyro_mvn=True`` uses ``AutoMultivariateNormal`` itself (the same SGD path for the same
-    seed, slower). ``jit`` compiles the ELBO with PyTorch's tracer. ``validate`` keeps Pyro's
-    argument checks on during the steps (off by default: they cost time every step, and a
-    fit that blows up is caught by its non-finite loss either way). ``threads`` sets torch's
-    intra-op threads during the steps and restores them after (None: leave as is): a step's
-    tensors are small, and on a shared 2-core machine a second thread only spin-waits
-    against other jobs (measured: up to 50x slower per step under load).
-    ``loss_scale="per_datum"`` optimises ``-ELBO / N`` (model and guide both scaled by
-    ``1/N``), the mean-reduced loss usual in PyTorch code; ``"sum"`` is Pyro's ``-ELBO``, with
-    which the paper's learning rate diverges at D = 500. The optimum is the same.
-    ``engine``: ``closed_form`` computes each step's gradient in closed form (full-covariance
-    guide on a Gaussian-prior linear model, direction x scale guide on the non-centered
-    hierarchical model; ``jit`` and ``validate`` then do not apply), ``pyro`` runs Pyro's
-    ``SVI``, ``auto`` takes ``closed_form`` where the pair has it. The closed form draws the
+    needs no triangular solve (``python bench/svi.py`` compares the two per step).
+    ``loss_scale="per_datum"`` scales model and guide by ``1/N``; the optimum is the same as
+    Pyro's ``-ELBO``'s. The closed-form engine computes each step's gradient in closed form
+    (full-covariance guide on a Gaussian-prior linear model, direction x scale guide on the
+    non-centered hierarchical model; ``jit`` and ``validate`` then do not apply) and draws the
     same noise in the same order as Pyro's eager ``SVI`` (the guide is set up first, without
     touching the random stream), so a seed gives the same fit on both, to rounding; Pyro's
     jit (``jit=True``) draws differently at its first, tracing step.
-    Raises :class:`DivergedError` when the loss stops being finite, ``ValueError`` for
+    Raises :class:`DivergedError` when the loss stops being finite,
+    :class:`~bayes_spheres.checks.SettingError` for a bad setting, ``ValueError`` for
     ``engine=closed_form`` on a pair without one.
     """
+    settings = replace(settings or SVISettings(), **overrides)
+    guide, optim, engine = settings.guide, settings.optim, settings.engine
+    num_steps, threads, validate = settings.num_steps, settings.threads, settings.validate
     del seed  # the caller seeds Pyro
-    optim = optim or SGDSettings()
-    engine = Engine(engine)
     n = len(data.y_train)
-    batch = min(batch_size, n)
+    batch = min(settings.batch_size, n)
     phi, y = data.phi_train, data.y_train
-    q = GUIDES[GuideName(guide)](model, init_scale=init_scale, init_loc=init_loc, pyro_mvn=pyro_mvn)
-    factor = 1.0 / n if LossScale(loss_scale) is LossScale.PER_DATUM else 1.0
+    q = GUIDES[guide](
+        model, init_scale=settings.init_scale, init_loc=settings.init_loc,
+        pyro_mvn=settings.pyro_mvn,
+    )  # fmt: skip
+    factor = 1.0 / n if settings.loss_scale is LossScale.PER_DATUM else 1.0
     # set the guide (prototype trace, parameters) and the step up outside the random stream
     # that the steps draw from, so that both engines see the same noise
     with (
@@ -126,7 +191,7 @@ def fit(
         pyro.validation_enabled(validate),
     ):
         q(phi, y, subsample_size=batch)
-        step, used = _engine(engine, model, q, data, pyro_mvn)
+        step, used = _engine(engine, model, q, data, settings.pyro_mvn)
     if step is not None and (gap := first_step_gap(step, model, q, factor, phi, y, batch)):
         if engine is Engine.CLOSED_FORM:
             raise ValueError(f"inference.engine=closed_form: the first step's {gap}")
@@ -134,7 +199,7 @@ def fit(
         step, used = None, Engine.PYRO
     if step is None:
         sgd = pyro.optim.SGD({"lr": optim.lr, "momentum": optim.momentum})
-        elbo = JitTrace_ELBO(ignore_jit_warnings=True) if jit else Trace_ELBO()
+        elbo = JitTrace_ELBO(ignore_jit_warnings=True) if settings.jit else Trace_ELBO()
         svi = SVI(poutine.scale(model, factor), poutine.scale(q, factor), sgd, elbo)
 
         def step_fn() -> float:

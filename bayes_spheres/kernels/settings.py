@@ -87,11 +87,12 @@ class SliceSettings:
             "batch_potential": checks.flag("batch_potential", self.batch_potential),
             "max_gram_bytes": checks.integer("max_gram_bytes", self.max_gram_bytes),
         }
-        if isinstance(self.trajectory, str) and self.trajectory != NO_U_TURN:
-            allowed = f"must be a finite number > 0, {NO_U_TURN!r} or None"
-            raise checks.SettingError("trajectory", self.trajectory, allowed)
         if self.trajectory not in (None, NO_U_TURN):
-            checked["trajectory"] = checks.positive("trajectory", self.trajectory)
+            try:
+                checked["trajectory"] = checks.positive("trajectory", self.trajectory)
+            except checks.SettingError:
+                allowed = f"must be a finite number > 0, {NO_U_TURN!r} or None"
+                raise checks.SettingError("trajectory", self.trajectory, allowed) from None
         if self.warmup_trajectory is not None:
             checked["warmup_trajectory"] = checks.positive(
                 "warmup_trajectory", self.warmup_trajectory
