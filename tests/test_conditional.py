@@ -84,7 +84,9 @@ def quadrature_moments(x, y) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize(
     ("model", "cpus"),
-    [(centered, SEQUENTIAL), (noncentered, PARALLEL)],
+    # the worker-process regime on the non-centred model: slow (tests/test_mcmc.py runs the
+    # kernel in both regimes in the default suite)
+    [(centered, SEQUENTIAL), pytest.param(noncentered, PARALLEL, marks=pytest.mark.slow)],
     ids=["centered-sequential", "noncentered-parallel"],
 )
 def test_hierarchical_logistic_takes_the_conditional_path_to_the_quadrature_moments(

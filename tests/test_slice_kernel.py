@@ -36,7 +36,11 @@ def gamma_normal():
     pyro.sample("x", dist.Normal(torch.zeros(2), 1.0).to_event(1))
 
 
-@pytest.mark.parametrize("cpus", [SEQUENTIAL, PARALLEL], ids=["sequential", "parallel"])
+@pytest.mark.parametrize(
+    "cpus",
+    [SEQUENTIAL, pytest.param(PARALLEL, marks=pytest.mark.slow)],  # parallel: test_mcmc.py
+    ids=["sequential", "parallel"],
+)
 def test_constrained_sites_come_back_constrained(cpus, monkeypatch):
     """Gamma(3, 1): every draw positive, mean 3 within 4 MCSE, in both regimes (in worker
     processes the parent's kernel has no transforms of its own: Pyro must be left to find
@@ -115,6 +119,7 @@ def funnel():
     pyro.sample("x", dist.Normal(torch.zeros(5), torch.exp(y / 2)).to_event(1))
 
 
+@pytest.mark.slow  # the default suite: stats/test_pyro_known_answers.py's funnel
 def test_divergences_are_reported_on_the_centred_funnel(monkeypatch):
     """The centred funnel has a neck no fixed step resolves: Pyro's NUTS reports divergences
     there, and so must the hamiltonian mode (an energy rise above 1,000), per chain, after
@@ -131,6 +136,7 @@ def test_divergences_are_reported_on_the_centred_funnel(monkeypatch):
     assert int(diverging.sum()) == sum(len(v) for v in divergences.values())
 
 
+@pytest.mark.slow  # the default suite: stats/test_pyro_known_answers.py's obs_mask, factor, float32
 def test_factor_mode_in_float32_with_an_imputed_site(monkeypatch):
     """Pyro's default dtype and an ``obs_mask`` site: mu ~ N(0, 1), y_i ~ N(mu, 1) with one of
     five values missing. The imputed value's posterior is N(m, 1 + 1/5) with m = sum / 5;
@@ -257,7 +263,7 @@ def test_sequential_chains_honour_initial_params(monkeypatch):
     torch.testing.assert_close(torch.stack(seen), expected)
 
 
-@pytest.mark.parametrize("mass", ["diagonal", "dense"])
+@pytest.mark.parametrize("mass", ["diagonal", pytest.param("dense", marks=pytest.mark.slow)])
 def test_mass_adaptation_on_the_generic_path(mass, monkeypatch):
     """A Gaussian with scales 0.1 and 10 (and, dense, correlation 0.9): the adapted inverse
     mass matrix is its covariance to within the Welford estimate's noise, and the draws hit

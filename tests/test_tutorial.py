@@ -29,7 +29,7 @@ def run_tutorial(budget: str, capsys) -> str:
 
 
 def test_the_tutorial_runs_at_a_small_budget(capsys):
-    out = run_tutorial("chains, warmup, draws = 2, 20, 20", capsys)
+    out = run_tutorial("chains, warmup, draws = 2, 5, 5", capsys)
     assert "R-hat at most" in out and "standard errors" in out
     assert "target_accept=1.5: must be a number in (0, 1)" in out
 

@@ -713,7 +713,7 @@ def _check_constrained(samples: dict[str, np.ndarray], chains: int, draws: int) 
     check_moments(p, conc / 10.0, conc * (conc + 1) / 110.0, "p")
 
 
-@pytest.mark.parametrize("regime", ["parallel", "sequential"])
+@pytest.mark.parametrize("regime", [pytest.param("parallel", marks=slow), "sequential"])
 @pytest.mark.parametrize("directions", modes("factor"))
 def test_constrained_sites_in_both_chain_regimes(directions, regime, monkeypatch):
     """Pyro runs chains in worker processes when ``num_chains <= cpu_count - 1``, else one after
