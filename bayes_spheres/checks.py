@@ -42,6 +42,13 @@ def positive(key: str, value: object) -> float:
     return float(value)
 
 
+def at_least(key: str, value: object, minimum: float) -> float:
+    """``value`` as a finite number ``>= minimum``."""
+    if not (_is_number(value) and math.isfinite(value) and value >= minimum):
+        raise SettingError(key, value, f"must be a finite number >= {minimum}")
+    return float(value)
+
+
 def fraction(key: str, value: object) -> float:
     """``value`` as a number in the open interval (0, 1)."""
     if not (_is_number(value) and 0 < value < 1):

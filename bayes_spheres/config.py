@@ -1,12 +1,13 @@
 """Checks a composed config before any work and builds it with Hydra's ``instantiate``.
 
-``model`` is a class node; ``inference``, ``attack`` and each of ``extra_attacks`` are
-``_partial_`` nodes of a function (called later with the data, the ensemble, the seed); nested
-settings such as ``inference.optim`` are nodes of their own dataclass. What describes the
-inference method rather than configuring its function (``models``, ``resample``,
-``attack_step_size``, optionally ``name``) sits beside it in ``method``. Each attack checks
-its own settings (``check_<attack>_settings`` beside it). Every error is one line that names
-the bad value and what is allowed.
+``data`` and ``model`` are class nodes; ``inference``, ``attack`` and each of
+``extra_attacks`` are nodes of a settings object that checks itself as it is made and is
+called later (with the data, the ensemble, the seed), or ``_partial_`` nodes of a function
+(a user's quick addition; ``attack=vertex``, which has no settings); nested settings such as
+``inference.optim`` are nodes of their own dataclass. What describes the inference method
+rather than configuring it (``models``, ``resample``, ``attack_step_size``, optionally
+``name``) sits beside it in ``method``. Every error is one line that names the bad value by
+its full key and what is allowed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bayes_spheres import checks
+from bayes_spheres.attack import PGDSettings, SimplexSettings
 from bayes_spheres.branch_bound import CertificateSettings
 from bayes_spheres.checks import SettingError
 from bayes_spheres.data import SpheresSettings
@@ -75,6 +77,8 @@ _SETTINGS = (
     ("lbfgs", LBFGSSettings),
     ("bootstrap", BootstrapSettings),
     ("spheres", SpheresSettings),
+    ("pgd", PGDSettings),
+    ("simplex", SimplexSettings),
     ("mcmc", MCMCSettings),
     ("slice", SliceSettings),
     ("svi", SVISettings),
@@ -287,7 +291,7 @@ def _build(cfg: DictConfig) -> Plan:
         attack=attack,
         attack_settings=attack_settings,
         inference_name=inference_name,
-        attack_name=attack.__name__,
+        attack_name=getattr(attack, "name", None) or attack.__name__,
         resample=bool(method.get("resample", False)),
         dtype=DTYPES[cfg.dtype],
         device=torch.device(cfg.device),
@@ -316,16 +320,15 @@ def _log_likelihood_dtype(cfg: DictConfig) -> str | None:
 
 
 def _attack(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """An attack config (``attack`` or one of ``extra_attacks``): its function and settings,
-    checked by the attack's own ``check_<name>_settings`` where its module has one."""
-    built = _partial(where, node, ATTACK_ARGS)
-    attack, settings = built.func, dict(built.keywords)
-    check = getattr(inspect.getmodule(attack), f"check_{attack.__name__}_settings", None)
-    if check is not None:
-        try:
-            check(**settings)
-        except ValueError as err:
-            msg = _one_line(err)
-            key = msg.split("=", 1)[0].split(":", 1)[0].strip()
-            raise ConfigError(f"{where}.{msg}" if key in settings else f"{where}: {msg}") from err
-    return attack, settings
+    """An attack config (``attack`` or one of ``extra_attacks``): a node of a settings object
+    that attacks when called and checks itself as it is made (``attack/gradient.py::
+    PGDSettings``), or a ``_partial_`` node of an attack function. Returns the callable and
+    the keyword settings still to pass it (none for a settings object)."""
+    _check_node(where, node, ATTACK_ARGS)
+    if not isinstance(get_object(node._target_), type):  # a function: called later
+        built = _partial(where, node, ATTACK_ARGS)
+        return built.func, dict(built.keywords)
+    built = _instantiate(where, node)
+    if not callable(built):
+        raise ConfigError(f"{where}._target_={node._target_!r}: its settings do not attack")
+    return built, {}

@@ -221,8 +221,8 @@ def test_registry():
 
 def test_config_composes_and_validates(compose):
     plan = validate(compose(["attack=simplex"]))
-    assert plan.attack is A.simplex and plan.attack_name == "simplex"
-    assert plan.attack_settings["restarts_per_sphere"] == 10
+    assert plan.attack == A.SimplexSettings(10) and plan.attack_name == "simplex"
+    assert plan.attack.restarts_per_sphere == 10
     assert "backtrack" not in plan.attack_settings
 
 
@@ -231,7 +231,7 @@ def test_config_composes_and_validates(compose):
     [
         (["+attack.backtrack=true"], ["attack.backtrack", "unknown", "vertex_starts"]),
         (["attack.max_steps=0"], ["attack.max_steps=0", ">= 1"]),
-        (["attack.step_size=-1"], ["attack.step_size=-1", "positive"]),
+        (["attack.step_size=-1"], ["attack.step_size=-1", "> 0"]),
     ],
 )
 def test_config_rejects_a_bad_setting_by_name(compose, overrides, fragments):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 
@@ -23,8 +22,8 @@ def test_config_error_is_a_value_error():
 def test_default_quick_config_validates(compose):
     plan = validate(compose([]))
     assert plan.inference_name == "map" and plan.attack_name == "pgd"
-    assert plan.attack_settings["restarts_per_sphere"] == 10
-    assert "name" not in plan.fit_settings and "models" not in plan.fit_settings
+    assert plan.attack.restarts_per_sphere == 10  # conf/scale/quick.yaml's restarts
+    assert plan.fit_settings == {} and plan.attack_settings == {}
 
 
 def test_quick_scale_sets_its_own_sizes(compose_raw):
@@ -70,13 +69,13 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         (["+inference._recursive_=false"], ["inference._recursive_", "unknown"]),
         (["model.sigma=-1"], ["model.sigma=-1", "positive"]),
         (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
-        (["attack.step_size=0"], ["attack.step_size=0", "positive"]),
+        (["attack.step_size=0"], ["attack.step_size=0", "> 0"]),
         (["attack.restarts_per_sphere=0"], ["attack.restarts_per_sphere=0", ">= 1"]),
-        # each attack checks its own settings (check_<attack>_settings beside it)
+        # each attack's settings object checks itself
         (["attack.max_steps=0"], ["attack.max_steps=0", ">= 1"]),
         (["attack.patience=0"], ["attack.patience=0", ">= 1"]),
         (["attack.warmup_steps=-1"], ["attack.warmup_steps=-1", ">= 0"]),
-        (["attack.step_size=inf"], ["attack.step_size=inf", "positive finite"]),
+        (["attack.step_size=inf"], ["attack.step_size=inf", "finite number > 0"]),
         (
             ["+attack@extra_attacks.simplex=simplex", "extra_attacks.simplex.vertex_starts=11"],
             ["extra_attacks.simplex.vertex_starts=11", "restarts_per_sphere=10"],
@@ -87,7 +86,7 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         ),
         # the nodes instantiate builds, and the method's metadata beside the inference node
         (["~inference._target_"], ["inference", "no _target_"]),
-        (["attack._partial_=false"], ["attack._partial_=False", "must be true"]),
+        (["attack=vertex", "attack._partial_=false"], ["attack._partial_=False", "must be true"]),
         (["inference._target_=nowhere.fit"], ["inference._target_='nowhere.fit'", "import"]),
         (["+method.resmple=false"], ["method.resmple", "unknown", "resample", "models"]),
         (
@@ -185,31 +184,29 @@ def test_instantiate_builds_the_settings_object_that_fits(compose):
     assert validate(compose(["inference.lbfgs.max_iter=5"])).fit == map_fit.MAPSettings(lbfgs)
 
 
-def test_attacks_are_partials_and_names_come_from_the_targets(compose):
+def test_attacks_are_settings_objects_and_names_come_from_them(compose):
     cfg = compose(["+attack@extra_attacks.vertex=vertex", "inference=mcmc"])
-    pgd = instantiate(cfg.attack)
-    assert isinstance(pgd, functools.partial) and pgd.func is A.pgd
     plan = validate(cfg)
+    assert plan.attack == instantiate(cfg.attack) == A.PGDSettings(10, step_size=1e-4)
     assert (plan.inference_name, plan.attack_name) == ("mcmc", "pgd")
-    assert plan.attack_settings == pgd.keywords and plan.attack_settings["step_size"] == 1e-4
-    assert plan.extra_attacks == {"vertex": (A.vertex, {})}
+    assert plan.extra_attacks == {"vertex": (A.vertex, {})}  # no settings: a function
     assert plan.resample is True and validate(compose([])).resample is False
 
 
 @pytest.mark.parametrize(
-    ("check", "settings", "fragment"),
+    ("kind", "settings", "fragment"),
     [
-        (A.check_pgd_settings, dict(max_steps=0), "max_steps=0"),
-        (A.check_pgd_settings, dict(step_size=float("nan")), "step_size=nan"),
-        (A.check_pgd_settings, dict(patience=2.0), "patience=2.0"),
-        (A.check_simplex_settings, dict(vertex_blend=1.0), "vertex_blend=1.0"),
-        (A.check_simplex_settings, dict(restarts_per_sphere=4, vertex_starts=5), "vertex_starts=5"),
+        (A.PGDSettings, dict(max_steps=0), "max_steps=0"),
+        (A.PGDSettings, dict(step_size=float("nan")), "step_size=nan"),
+        (A.PGDSettings, dict(patience=2.0), "patience=2.0"),
+        (A.SimplexSettings, dict(vertex_blend=1.0), "vertex_blend=1.0"),
+        (A.SimplexSettings, dict(restarts_per_sphere=4, vertex_starts=5), "vertex_starts=5"),
     ],
 )
-def test_each_attack_checks_its_own_settings(check, settings, fragment):
-    check()  # the defaults pass
+def test_each_attack_checks_its_own_settings(kind, settings, fragment):
+    kind()  # the defaults pass
     with pytest.raises(ValueError, match=fragment):
-        check(**settings)
+        kind(**settings)
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:

@@ -242,7 +242,7 @@ def test_config_rejects_bad_enums(compose, override, message):
 
 def test_config_mcmc_attack_step(compose):
     plan = validate(compose(["inference=mcmc"]))
-    assert plan.attack_settings["step_size"] == 1e-4
+    assert plan.attack.step_size == 1e-4
     assert plan.resample and plan.fit.kernel == "slice" and plan.fit.slice == SliceSettings()
     plan = validate(compose(["inference=mcmc", "inference.slice.trajectory=no-u-turn"]))
     assert plan.fit.slice == SliceSettings(trajectory="no-u-turn")

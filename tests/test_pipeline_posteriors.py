@@ -215,10 +215,10 @@ def test_hier_noncentered_svi_gets_its_specialisation(compose):
 )
 def test_attack_step_size_follows_the_inference(compose, inference, step_size):
     plan = validate(compose([f"inference={inference}"]))
-    assert plan.attack_settings["step_size"] == step_size
+    assert plan.attack.step_size == step_size
     assert "attack_step_size" not in plan.fit_settings
     override = validate(compose([f"inference={inference}", "attack.step_size=0.003"]))
-    assert override.attack_settings["step_size"] == 0.003
+    assert override.attack.step_size == 0.003
 
 
 def test_report_compare_runs_az_compare_over_run_folders(svi_run, compose, tmp_path, capsys):

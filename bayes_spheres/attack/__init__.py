@@ -5,9 +5,9 @@
 - :mod:`.mirror`: mirror ascent on the simplex ``u = x^2``, ``simplex``.
 - :mod:`.points`: the result type and the random starts every attack shares.
 
-An attack ``name`` with settings may have a ``check_<name>_settings(**settings)`` beside it in
-its module: :func:`bayes_spheres.config.validate` calls it with the configured settings before
-any work (a ValueError ``"key=value: what is allowed"`` becomes a one-line config error).
+An attack with settings has a settings object beside it (:class:`PGDSettings`,
+:class:`SimplexSettings`) that holds its defaults, checks itself when made (so a bad value in
+the config fails before any work, naming its full key) and attacks when called.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from enum import StrEnum
 
 from bayes_spheres.attack.gradient import (
     Objective,
+    PGDSettings,
     ScoreFn,
-    check_pgd_settings,
     ensemble_score,
     pgd,
     projected_gradient_ascent,
 )
-from bayes_spheres.attack.mirror import check_simplex_settings, simplex
+from bayes_spheres.attack.mirror import SimplexSettings, simplex
 from bayes_spheres.attack.points import AdversarialPoints, project, random_starts
 from bayes_spheres.attack.vertices import vertex, vertex_logits
 
@@ -45,9 +45,9 @@ __all__ = [
     "AdversarialPoints",
     "AttackName",
     "Objective",
+    "PGDSettings",
     "ScoreFn",
-    "check_pgd_settings",
-    "check_simplex_settings",
+    "SimplexSettings",
     "ensemble_score",
     "pgd",
     "project",

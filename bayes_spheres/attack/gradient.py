@@ -11,12 +11,14 @@ three (forward, backward, and the new point's score).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from bayes_spheres import checks
 from bayes_spheres.attack.objectives import (
     Objective,
     ScoreFn,
@@ -32,18 +34,12 @@ from bayes_spheres.attack.points import (
     project,
     stages,
 )
-from bayes_spheres.attack.settings import (
-    require_bool,
-    require_int,
-    require_positive,
-    with_defaults,
-)
 from bayes_spheres.ensemble import Ensemble
 
 __all__ = [
     "Objective",
+    "PGDSettings",
     "ScoreFn",
-    "check_pgd_settings",
     "ensemble_score",
     "pgd",
     "projected_gradient_ascent",
@@ -104,28 +100,59 @@ def projected_gradient_ascent(
     return best_x.detach(), restarts.best
 
 
+@dataclass(frozen=True)
+class PGDSettings:
+    """The paper's attack's settings (``conf/attack/pgd.yaml`` builds it as the ``attack``
+    node), checked when made; calling it attacks (:func:`pgd`). ``restarts_per_sphere``
+    random starts per sphere; ``step_size`` (0.01; the paper's 1e-4 for SVI and MCMC);
+    ``warmup_steps`` on the Jensen bound first (ensembles only); at most ``max_steps``; a
+    restart stops once its best score has not improved by more than ``tol`` for
+    ``patience`` steps; ``backtrack`` halves a restart's step when it does not increase its
+    score."""
+
+    name: ClassVar[str] = "pgd"
+    restarts_per_sphere: int = 100
+    step_size: float = 0.01
+    warmup_steps: int = 300
+    max_steps: int = 5000
+    tol: float = 1e-6
+    patience: int = 10
+    backtrack: bool = True
+
+    def __post_init__(self) -> None:
+        checks.integer("restarts_per_sphere", self.restarts_per_sphere, minimum=1)
+        checks.positive("step_size", self.step_size)
+        checks.integer("warmup_steps", self.warmup_steps)
+        checks.integer("max_steps", self.max_steps, minimum=1)
+        checks.at_least("tol", self.tol, 0.0)
+        checks.integer("patience", self.patience, minimum=1)
+        checks.flag("backtrack", self.backtrack)
+
+    def __call__(
+        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = True
+    ) -> AdversarialPoints:
+        return pgd(ensemble, radii, seed, progress, self)
+
+
 def pgd(
     ensemble: Ensemble,
     radii: tuple[float, float],
-    restarts_per_sphere: int = 100,
-    step_size: float = 0.01,
-    warmup_steps: int = 300,
-    max_steps: int = 5000,
-    tol: float = 1e-6,
-    patience: int = 10,
-    backtrack: bool = True,
     seed: int = 0,
     progress: bool = True,
+    settings: PGDSettings | None = None,
+    **overrides: Any,
 ) -> AdversarialPoints:
-    """The paper's attack: random restarts on each sphere, projected gradient ascent.
+    """The paper's attack: random restarts on each sphere, projected gradient ascent, with
+    ``settings`` (:class:`PGDSettings`; keyword ``overrides`` replace single ones).
 
     One model maximises its wrong-class logit. An ensemble maximises ``log_mean_sigmoid`` of
     the wrong class after ``warmup_steps`` on the Jensen bound ``mean_s log sigmoid``.
     """
-    check_pgd_settings(
-        restarts_per_sphere=restarts_per_sphere, step_size=step_size, warmup_steps=warmup_steps,
-        max_steps=max_steps, tol=tol, patience=patience, backtrack=backtrack,
+    s = replace(settings or PGDSettings(), **overrides)
+    restarts_per_sphere, step_size, tol, patience = (
+        s.restarts_per_sphere, s.step_size, s.tol, s.patience
     )  # fmt: skip
+    backtrack, warmup_steps, max_steps = s.backtrack, s.warmup_steps, s.max_steps
     x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
     common = dict(
         radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
@@ -142,16 +169,3 @@ def pgd(
             **common,
         )
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
-
-
-def check_pgd_settings(**settings: Any) -> None:
-    """:func:`pgd`'s settings (its defaults where not given), checked before any work: a
-    ValueError ``"key=value: what is allowed"`` for the first bad one."""
-    settings = with_defaults(pgd, settings)
-    require_int("restarts_per_sphere", settings["restarts_per_sphere"])
-    require_positive("step_size", settings["step_size"])
-    require_int("warmup_steps", settings["warmup_steps"], minimum=0)
-    require_int("max_steps", settings["max_steps"])
-    require_positive("tol", settings["tol"], minimum=0.0)
-    require_int("patience", settings["patience"])
-    require_bool("backtrack", settings["backtrack"])

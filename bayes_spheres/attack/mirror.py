@@ -18,12 +18,14 @@ ensemble's best vertices instead. The point is mapped back with ``x = sign(x0) s
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from bayes_spheres import checks
 from bayes_spheres.attack.objectives import ValueGradFn, objective_in_u
 from bayes_spheres.attack.points import (
     AdversarialPoints,
@@ -32,7 +34,6 @@ from bayes_spheres.attack.points import (
     project,
     stages,
 )
-from bayes_spheres.attack.settings import require_int, require_positive, with_defaults
 from bayes_spheres.attack.vertices import vertex_logits
 from bayes_spheres.data import INNER, OUTER
 from bayes_spheres.ensemble import Ensemble
@@ -108,20 +109,56 @@ def vertex_starts_u(
     return (1.0 - blend) * corner + blend * u_random
 
 
+@dataclass(frozen=True)
+class SimplexSettings:
+    """Mirror ascent's settings (``conf/attack/simplex.yaml``), checked when made; calling it
+    attacks (:func:`simplex`). ``step_size``: the first step, the largest change of
+    ``log(u_i / u_j)``, adapted per restart (times ``step_growth`` after an ascent step,
+    halved after a rejected one); ``warmup_steps`` on the Jensen bound first (ensembles,
+    random starts only); ``tol`` and ``patience`` as :class:`~.gradient.PGDSettings`'s;
+    ``vertex_starts`` of the restarts per sphere start at the best vertices instead of
+    random points (0: every restart starts where PGD's does, so the two compare; at the paper
+    scale vertex starts ended lower than random ones, docs/adversarial-error.md), moved
+    ``vertex_blend`` of the way towards a random start (``u_i = 0`` is a dead end)."""
+
+    name: ClassVar[str] = "simplex"
+    restarts_per_sphere: int = 100
+    step_size: float = 1.0
+    step_growth: float = 2.0
+    warmup_steps: int = 500
+    max_steps: int = 5000
+    tol: float = 1e-9
+    patience: int = 10
+    vertex_starts: int = 0
+    vertex_blend: float = 0.01
+
+    def __post_init__(self) -> None:
+        checks.integer("restarts_per_sphere", self.restarts_per_sphere, minimum=1)
+        checks.positive("step_size", self.step_size)
+        checks.at_least("step_growth", self.step_growth, 1.0)
+        checks.integer("warmup_steps", self.warmup_steps)
+        checks.integer("max_steps", self.max_steps, minimum=1)
+        checks.at_least("tol", self.tol, 0.0)
+        checks.integer("patience", self.patience, minimum=1)
+        checks.integer("vertex_starts", self.vertex_starts)
+        if self.vertex_starts > self.restarts_per_sphere:
+            rule = f"must be between 0 and restarts_per_sphere={self.restarts_per_sphere}"
+            raise checks.SettingError("vertex_starts", self.vertex_starts, rule)
+        checks.fraction("vertex_blend", self.vertex_blend)
+
+    def __call__(
+        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = True
+    ) -> AdversarialPoints:
+        return simplex(ensemble, radii, seed, progress, self)
+
+
 def simplex(
     ensemble: Ensemble,
     radii: tuple[float, float],
-    restarts_per_sphere: int = 100,
-    step_size: float = 1.0,
-    step_growth: float = 2.0,
-    warmup_steps: int = 500,
-    max_steps: int = 5000,
-    tol: float = 1e-9,
-    patience: int = 10,
-    vertex_starts: int = 10,
-    vertex_blend: float = 0.01,
     seed: int = 0,
     progress: bool = True,
+    settings: SimplexSettings | None = None,
+    **overrides: Any,
 ) -> AdversarialPoints:
     """Mirror ascent on ``u = x^2`` from random starts and near the best vertices.
 
@@ -132,13 +169,14 @@ def simplex(
     sphere, blended into the interior by ``vertex_blend``, and ascend the real objective
     directly (the warm-up would pull them to the Jensen maximiser). One model ascends its
     wrong-class logit and ends at the best vertex, the exact optimum. ``x = sign(x0) sqrt(u)``.
-    See :func:`mirror_ascent` for ``step_size``, ``step_growth``, ``tol`` and ``patience``.
+    ``settings``: :class:`SimplexSettings` (keyword ``overrides`` replace single ones).
     """
-    check_simplex_settings(
-        restarts_per_sphere=restarts_per_sphere, step_size=step_size, step_growth=step_growth,
-        warmup_steps=warmup_steps, max_steps=max_steps, tol=tol, patience=patience,
-        vertex_starts=vertex_starts, vertex_blend=vertex_blend,
+    s = replace(settings or SimplexSettings(), **overrides)
+    restarts_per_sphere, vertex_starts, vertex_blend = (
+        s.restarts_per_sphere, s.vertex_starts, s.vertex_blend
     )  # fmt: skip
+    step_size, step_growth, tol, patience = s.step_size, s.step_growth, s.tol, s.patience
+    warmup_steps, max_steps = s.warmup_steps, s.max_steps
     if vertex_starts > ensemble.dim:  # the one check that needs the ensemble
         raise ValueError(
             f"vertex_starts={vertex_starts}: must be between 0 and min(restarts_per_sphere, "
@@ -171,28 +209,3 @@ def simplex(
             )
     x = project(torch.where(x0 < 0, -1.0, 1.0) * u.sqrt(), radius)
     return AdversarialPoints(x, radius, label, ensemble.wrong_prob(x, label))
-
-
-def check_simplex_settings(**settings: Any) -> None:
-    """:func:`simplex`'s settings (its defaults where not given), checked before any work: a
-    ValueError ``"key=value: what is allowed"`` for the first bad one. ``vertex_starts <= D``
-    needs the ensemble, so :func:`simplex` checks that itself."""
-    settings = with_defaults(simplex, settings)
-    restarts_per_sphere, vertex_starts, vertex_blend = (
-        settings["restarts_per_sphere"], settings["vertex_starts"], settings["vertex_blend"]
-    )  # fmt: skip
-    require_int("restarts_per_sphere", restarts_per_sphere)
-    require_positive("step_size", settings["step_size"])
-    require_positive("step_growth", settings["step_growth"], minimum=1.0)
-    require_int("warmup_steps", settings["warmup_steps"], minimum=0)
-    require_int("max_steps", settings["max_steps"])
-    require_positive("tol", settings["tol"], minimum=0.0)
-    require_int("patience", settings["patience"])
-    require_int("vertex_starts", vertex_starts, minimum=0)
-    if vertex_starts > restarts_per_sphere:
-        raise ValueError(
-            f"vertex_starts={vertex_starts}: must be between 0 and restarts_per_sphere="
-            f"{restarts_per_sphere}"
-        )
-    if not (isinstance(vertex_blend, int | float) and 0.0 < vertex_blend < 1.0):
-        raise ValueError(f"vertex_blend={vertex_blend!r}: must be in (0, 1)")
