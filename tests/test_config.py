@@ -249,10 +249,14 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path):
         ("attack.max_steps=0", ["attack.max_steps=0", ">= 1"]),
         ("+inference.maxiter=3", ["inference.maxiter", "unknown", "lbfgs"]),
         ("inference.lbfgs.history_size=0", ["inference.lbfgs.history_size=0", ">= 1"]),
+        ("inference=svi inference.optim.lr=abc", ["inference.optim.lr='abc'", "> 0"]),
     ],
 )
 def test_cli_config_errors_are_one_line_and_exit_2(tmp_path, override, fragments):
-    res = cli(override, "scale=quick", "progress=false", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    overrides = override.split()
+    res = cli(
+        *overrides, "scale=quick", "progress=false", f"hydra.run.dir={tmp_path}", cwd=tmp_path
+    )
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr

@@ -39,7 +39,7 @@ temperatures lie), ``moves.py`` (the two moves), ``ais.py`` (the one loop and th
 ``quadrature.py`` (a scalar site integrated out by Gauss-Hermite quadrature).
 """
 
-from bayes_spheres.evidence.ais import anneal, annealed_importance_sampling
+from bayes_spheres.evidence.ais import AISSettings, anneal, annealed_importance_sampling
 from bayes_spheres.evidence.moves import Transition
 from bayes_spheres.evidence.quadrature import SiteQuadrature, evidence_over_site
 from bayes_spheres.evidence.schedules import (
@@ -50,6 +50,7 @@ from bayes_spheres.evidence.schedules import (
 from bayes_spheres.evidence.tempering import Evidence, Tempering
 
 __all__ = [
+    "AISSettings",
     "Evidence",
     "Schedule",
     "SiteQuadrature",

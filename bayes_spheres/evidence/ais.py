@@ -6,7 +6,7 @@ temperatures (the move is a callable, ``bayes_spheres/evidence/moves.py``), and
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import pyro
@@ -16,6 +16,7 @@ from pyro.infer.mcmc.util import initialize_model
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from bayes_spheres import checks
 from bayes_spheres.evidence.moves import (
     HamiltonianMove,
     Move,
@@ -54,28 +55,9 @@ def anneal(
     return log_weights, torch.stack(spread)
 
 
-def annealed_importance_sampling(
-    model: Callable[..., Any],
-    *args: Any,
-    particles: int = 100,
-    temperatures: int = 200,
-    schedule: Schedule | str = Schedule.ADAPTIVE,
-    power: float = 4.0,
-    pilot_particles: int = 8,
-    pilot_temperatures: int = 200,
-    transition: Transition | str = Transition.AUTO,
-    sweeps: int = 1,
-    trajectory: float = 1.5,
-    step_size: float | None = None,
-    pilot_updates: int = 120,
-    init_width: float = 1.0,
-    max_steps: int = 20,
-    seed: int = 0,
-    progress: bool = False,
-    fixed: dict[str, Tensor] | None = None,
-    **kwargs: Any,
-) -> Evidence:
-    """``log p(y)`` of ``model(*args, **kwargs)`` (its observed sites are ``y``) by AIS.
+@dataclass(frozen=True)
+class AISSettings:
+    """Annealed importance sampling's settings, checked when made.
 
     ``temperatures``: K steps from prior to posterior, placed by ``schedule``
     (:class:`Schedule`): ``power`` is :func:`temperature_schedule` (``power``); ``adaptive``
@@ -85,22 +67,69 @@ def annealed_importance_sampling(
     (whitened time per update) and ``step_size`` at ``beta = 1`` (None: adapted by
     ``pilot_updates`` warm-up updates of 4 pilot chains at the posterior, as the ``Slice``
     kernel adapts it). ``coordinate``: ``init_width``, ``max_steps``, the slice width
-    (unconstrained space, fixed) and Neal's ``m``. Pilots use their own particles, so the
-    main run's estimate stays exact AIS. The same ``seed`` gives the same estimate.
-    ``fixed``: latent sites held at these values, so the estimate is ``p(y | fixed)``; they
-    are conditioned outside the tempering, which therefore leaves their densities alone.
+    (unconstrained space, fixed) and Neal's ``m``.
     """
-    for name, value in (
-        ("particles", particles), ("sweeps", sweeps), ("pilot_particles", pilot_particles)
-    ):  # fmt: skip
-        if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name}={value!r}: must be an integer >= 1")
-    transition, schedule = _choice(Transition, transition), _choice(Schedule, schedule)
-    if not (trajectory > 0 and (step_size is None or step_size > 0)):
-        raise ValueError(
-            f"trajectory={trajectory!r}, step_size={step_size!r}: must be positive (step_size "
-            "may be None: adapted)"
-        )
+
+    particles: int = 100
+    temperatures: int = 200
+    schedule: Schedule = Schedule.ADAPTIVE
+    power: float = 4.0
+    pilot_particles: int = 8
+    pilot_temperatures: int = 200
+    transition: Transition = Transition.AUTO
+    sweeps: int = 1
+    trajectory: float = 1.5
+    step_size: float | None = None
+    pilot_updates: int = 120
+    init_width: float = 1.0
+    max_steps: int = 20
+
+    def __post_init__(self) -> None:
+        checked = {
+            "schedule": checks.choice("schedule", self.schedule, Schedule),
+            "transition": checks.choice("transition", self.transition, Transition),
+            "power": checks.positive("power", self.power),
+            "trajectory": checks.positive("trajectory", self.trajectory),
+            "init_width": checks.positive("init_width", self.init_width),
+        }
+        if self.step_size is not None:
+            checked["step_size"] = checks.positive("step_size", self.step_size)
+        for name in ("particles", "temperatures", "pilot_particles", "pilot_temperatures",
+                     "sweeps", "max_steps"):  # fmt: skip
+            checks.integer(name, getattr(self, name), minimum=1)
+        checks.integer("pilot_updates", self.pilot_updates)
+        for name, value in checked.items():  # frozen: the checked, normalised values
+            object.__setattr__(self, name, value)
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(AISSettings))
+
+
+def annealed_importance_sampling(
+    model: Callable[..., Any],
+    *args: Any,
+    settings: AISSettings | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    fixed: dict[str, Tensor] | None = None,
+    **kwargs: Any,
+) -> Evidence:
+    """``log p(y)`` of ``model(*args, **kwargs)`` (its observed sites are ``y``) by AIS with
+    ``settings`` (:class:`AISSettings`; a keyword named as one of its fields replaces that
+    setting, e.g. ``particles=200``, and the other keywords go to the model). Pilots use
+    their own particles, so the main run's estimate stays exact AIS. The same ``seed`` gives
+    the same estimate. ``fixed``: latent sites held at these values, so the estimate is
+    ``p(y | fixed)``; they are conditioned outside the tempering, which therefore leaves
+    their densities alone.
+    """
+    overrides = {name: kwargs.pop(name) for name in SETTING_NAMES & set(kwargs)}
+    s = replace(settings or AISSettings(), **overrides)
+    particles, temperatures, transition, schedule = (
+        s.particles, s.temperatures, s.transition, s.schedule
+    )  # fmt: skip
+    sweeps, trajectory, step_size, power = s.sweeps, s.trajectory, s.step_size, s.power
+    pilot_particles, pilot_temperatures = s.pilot_particles, s.pilot_temperatures
+    init_width, max_steps, pilot_updates = s.init_width, s.max_steps, s.pilot_updates
     betas = temperature_schedule(temperatures, power)
     pilot_betas = temperature_schedule(pilot_temperatures, power)
     pyro.set_rng_seed(seed)
@@ -151,12 +180,3 @@ def annealed_importance_sampling(
     log_weights, _ = anneal(move, theta, betas, progress)
     info = {**move.info, "schedule": schedule.value}
     return Evidence.of(log_weights.detach().cpu().double(), temperatures, info)
-
-
-def _choice(kind: type[StrEnum], value: object) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        name = kind.__name__.lower()
-        raise ValueError(f"{name}={value!r}: must be one of {allowed}") from None
