@@ -34,7 +34,7 @@ from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.io import atomic_path
 from bayes_spheres.models import Flat, SphereModel, activation
 from bayes_spheres.pipeline import run
-from bayes_spheres.report.runs import FIGURE_FITS
+from bayes_spheres.run_folder import FIGURE_FITS
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ is only the Hydra entry point around it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -17,30 +16,32 @@ from typing import Any
 
 import pyro
 import torch
-from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
-from bayes_spheres.artifacts import save_elbo, save_posterior, save_trace
 from bayes_spheres.attack.strongest import strongest
 from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
 from bayes_spheres.models import pointwise_log_likelihood
+from bayes_spheres.run_folder import (
+    METRICS_FILE,
+    ForeignRunError,
+    claim,
+    config_digest,
+    points_file,
+    reusable,
+    sweep_cell,
+)
 from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-LOCK_FILE = ".lock"  # held while a process computes the run in its folder (see claim)
 # The resampled ensemble (paper, Table 1) is a second fit by the same method with this seed
 # offset; the first ensemble's adversarial points are scored by it.
 RESAMPLE_SEED_OFFSET = 1_000_003
-# Settings that do not change a run's numbers: left out of its config digest.
-NOT_IN_DIGEST = frozenset({"force", "progress", "threads", "hydra"})
 
 
 class Timings(dict):
@@ -58,24 +59,6 @@ class Timings(dict):
         yield
         self[stage] = round(time.perf_counter() - start, 3)
         log.info("%s%s done in %.2f s", self.lead, stage, self[stage])
-
-
-def finished_metrics(out_dir: Path) -> dict[str, Any] | None:
-    """The metrics of a finished run in ``out_dir``, or None (metrics.json is written last)."""
-    path = out_dir / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-
-
-def config_digest(cfg: DictConfig) -> str:
-    """A fingerprint of everything in ``cfg`` that can change a run's numbers."""
-    tree = OmegaConf.to_container(cfg, resolve=True)
-    tree = {k: v for k, v in tree.items() if k not in NOT_IN_DIGEST}
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
@@ -105,34 +88,11 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict[str, Any]:
     return done
 
 
-@contextmanager
-def claim(out: Path) -> Iterator[None]:
-    """Hold the run folder ``out`` for this process: an exclusive lock on ``out/.lock``
-    (``filelock``: an OS lock, so a process that dies, even by SIGKILL, releases it and leaves
-    no stale claim). A second process that reaches a claimed folder waits for it, then finds
-    the finished run and skips it: two sweeps on one folder never run a cell twice."""
-    lock = FileLock(out / LOCK_FILE)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("%s is being computed by another process; waiting for it", out)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def _reusable(out: Path, digest: str) -> dict[str, Any] | None:
-    """The finished run in ``out`` if it was made with this config; an error if with another."""
-    done = finished_metrics(out)
-    if done is not None and done.get("config_digest", digest) != digest:
-        raise ConfigError(
-            f"{out} holds a finished run made with another config (digest "
-            f"{done['config_digest']}, this config {digest}); choose another folder, or "
-            "force=true to replace it"
-        )
-    return done
+    try:
+        return reusable(out, digest)
+    except ForeignRunError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _run_claimed(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
@@ -154,35 +114,23 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     progress = bool(cfg.get("progress", True)) and cell is None
     with timings("inference"):
         posterior = _fit(plan, data, cfg.members, cfg.seed, progress)
-        posterior.ensemble.save(out / "ensemble.npz")
         log_likelihood, observed = None, None
         if plan.log_likelihood_dtype is not None:
             log_likelihood, observed = pointwise_log_likelihood(
                 plan.model, posterior.samples, data.phi_train, data.y_train
             )
-        save_posterior(
-            out / "posterior.nc",
-            posterior.samples,
-            posterior.sample_stats,
-            log_likelihood,
-            observed,
-            log_likelihood_dtype=plan.log_likelihood_dtype or "float64",
-        )
-        if "lp" in posterior.sample_stats:  # MCMC chains
-            save_trace(out / "trace.png", posterior.samples, posterior.sample_stats["lp"])
-        if posterior.elbo is not None:
-            save_elbo(out / "elbo.csv", out / "elbo.png", posterior.elbo)
+        posterior.save(out, log_likelihood, observed, plan.log_likelihood_dtype or "float64")
     ensemble = posterior.ensemble
     with timings("attack"):
         points = plan.attack(
             ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **plan.attack_settings
         )
-        points.save(out / "adversarial_points.npz")
+        points.save(out / points_file())
     extra_attacks, same_restarts = {}, [points]
     for name, (attack, settings) in plan.extra_attacks.items():
         with timings(f"attack_{name}"):
             found = attack(ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **settings)
-            found.save(out / f"adversarial_points_{name}.npz")
+            found.save(out / points_file(name))
             extra_attacks[name] = {
                 "adversarial_error": M.adversarial_error(found),
                 "adversarial_error_max": M.adversarial_error_max(found),
@@ -192,7 +140,7 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
             same_restarts.append(found)
     with timings("attack_strongest"):
         best = strongest(ensemble, same_restarts, polish_steps=plan.polish_steps)
-        best.save(out / "adversarial_points_best.npz")
+        best.save(out / points_file("best"))
     with timings("certificate"):
         worst_case = M.worst_case_by_sphere(
             ensemble, data.radii, found=best, settings=plan.certificate
@@ -249,18 +197,3 @@ def _print_outside_sweeps(metrics: dict[str, Any], out: Path) -> None:
 
 def _hydra_output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def sweep_cell(out: Path) -> str | None:
-    """The run folder ``out`` relative to its sweep folder (``mcmc/seed1``) when this
-    process runs a sweep's cell or its callbacks (Figure 1's fits); None in a single run,
-    without Hydra, or for a folder outside the sweep's."""
-    if not HydraConfig.initialized():
-        return None
-    hydra = HydraConfig.get()
-    if hydra.mode != RunMode.MULTIRUN:
-        return None
-    try:
-        return str(Path(out).resolve().relative_to(Path(hydra.sweep.dir).resolve()))
-    except ValueError:
-        return None

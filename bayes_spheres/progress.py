@@ -27,8 +27,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from bayes_spheres.pipeline import METRICS_FILE, finished_metrics, sweep_cell
-from bayes_spheres.report.runs import FIGURE_FITS
+from bayes_spheres.run_folder import FIGURE_FITS, METRICS_FILE, finished_metrics, sweep_cell
 
 log = logging.getLogger(__name__)
 

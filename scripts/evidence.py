@@ -30,10 +30,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from bayes_spheres import config  # noqa: F401  (registers the settings nodes conf/ composes)
 from bayes_spheres.data import load_spheres
 from bayes_spheres.evidence import annealed_importance_sampling, evidence_over_site
 from bayes_spheres.models import Hierarchical
-from bayes_spheres.pipeline import claim
+from bayes_spheres.run_folder import claim
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 

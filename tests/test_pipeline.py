@@ -16,7 +16,8 @@ import torch
 from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import ConfigError
 from bayes_spheres.ensemble import Ensemble
-from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE, finished_metrics, run
+from bayes_spheres.pipeline import run
+from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE, finished_metrics
 
 METRIC_KEYS = {
     "model", "inference", "attack", "seed", "dim", "n_train", "n_val", "members",
@@ -165,7 +166,7 @@ def test_a_killed_cell_leaves_no_claim_that_blocks_a_rerun(compose, tmp_path):
     out.mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from bayes_spheres.pipeline import claim\n"
+         "from bayes_spheres.run_folder import claim\n"
          "with claim(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(600)",
          str(out)],
         stdout=subprocess.PIPE, text=True,
@@ -255,7 +256,7 @@ def test_a_sweeps_callbacks_see_their_own_folders_as_cells(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
-    from bayes_spheres.pipeline import sweep_cell
+    from bayes_spheres.run_folder import sweep_cell
 
     conf = Path(__file__).resolve().parent.parent / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):

@@ -16,7 +16,8 @@ from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import validate
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference.svi import SVISettings
-from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE, RESAMPLE_SEED_OFFSET, run
+from bayes_spheres.pipeline import RESAMPLE_SEED_OFFSET, run
+from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE
 
 SMALL = [
     "members=20",

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from bayes_spheres import report
 from bayes_spheres.config import validate
-from bayes_spheres.pipeline import LOCK_FILE, METRICS_FILE
+from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 ROWS = sorted(p.stem for p in (CONF / "experiment" / "table1").glob("*.yaml"))

@@ -23,6 +23,7 @@ from pyro.infer import MCMC, NUTS
 from torch import Tensor
 
 from bayes_spheres import checks
+from bayes_spheres.artifacts import save_trace
 from bayes_spheres.data import SphereData
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
@@ -33,6 +34,7 @@ from bayes_spheres.torch_context import torch_settings
 log = logging.getLogger(__name__)
 
 RHAT_WARN = 1.01
+TRACE_FILE = "trace.png"  # in the run folder: the chains of a few coordinates and of lp
 ESS_WARN = 100
 
 
@@ -150,6 +152,7 @@ def posterior_of(
         samples,
         {"mcmc": info, "convergence": convergence},
         sample_stats=stats,
+        artifacts=(lambda out: save_trace(out / TRACE_FILE, samples, stats["lp"]),),
     )
 
 

@@ -26,6 +26,7 @@ from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 from tqdm.auto import tqdm
 
 from bayes_spheres import checks
+from bayes_spheres.artifacts import save_elbo
 from bayes_spheres.data import SphereData
 from bayes_spheres.guides import GUIDES, GuideName, InitLoc
 from bayes_spheres.inference import Posterior
@@ -231,7 +232,11 @@ def fit(
     log.info(
         "SVI: %d steps, mean loss over the last %d: %.4g", num_steps, len(tail), info["final_loss"]
     )
-    return Posterior(ensemble, samples, {"svi": info}, elbo=-losses)
+    elbo = -losses
+    return Posterior(
+        ensemble, samples, {"svi": info}, elbo=elbo,
+        artifacts=(lambda out: save_elbo(out / "elbo.csv", out / "elbo.png", elbo),),
+    )  # fmt: skip
 
 
 def _engine(

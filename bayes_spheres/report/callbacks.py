@@ -31,8 +31,7 @@ class Table1Callback(Callback):
             return
         log.info("wrote %s and table1.csv\n%s", sweep_dir / "table1.md", text)
         if self.figure:
-            # here, not at the top: the figure runs its fits through the pipeline and reads
-            # this package's FIGURE_FITS, so importing it first would be circular
+            # here, not at the top: the figure runs its fits through the pipeline
             from bayes_spheres.figure import figure1
 
             paths = figure1(sweep_dir, seed=int(config.get("seed", 0)))

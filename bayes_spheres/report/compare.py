@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayes_spheres.pipeline import METRICS_FILE
+from bayes_spheres.run_folder import METRICS_FILE
 
 POSTERIOR_FILE = "posterior.nc"
 K_UNRELIABLE = 0.7  # Vehtari et al. (2017): above this the PSIS estimate is unreliable

@@ -1,5 +1,5 @@
-"""Finished runs: the ``metrics.json`` files under a run or sweep folder (written by
-``bayes_spheres/pipeline.py``), with the Hydra overrides each run was made with."""
+"""Finished runs: the ``metrics.json`` files under a run or sweep folder
+(``bayes_spheres/run_folder.py``), with the Hydra overrides each run was made with."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bayes_spheres.run_folder import FIGURE_FITS, METRICS_FILE
+
 Run = dict[str, Any]
-# Figure 1's own fits (bayes_spheres/figure.py) are run folders under this folder of the
-# figure's output (in the Table 1 sweep, of the sweep folder); they are not rows of a table.
-FIGURE_FITS = "figure1_fits"
 
 
 def collect(root: str | Path) -> list[Run]:
@@ -23,7 +22,7 @@ def collect(root: str | Path) -> list[Run]:
     ``overrides`` (Hydra's, if saved)."""
     runs = []
     root = Path(root)
-    for path in sorted(root.rglob("metrics.json")):
+    for path in sorted(root.rglob(METRICS_FILE)):
         if FIGURE_FITS in path.relative_to(root).parts:
             continue
         run = json.loads(path.read_text())
