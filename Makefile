@@ -34,10 +34,11 @@ figure: $(STAMP)
 scaling: $(STAMP)
 	$(BIN)/bayes-spheres experiment=scaling
 
-# The CI suite (under 15 minutes on 2 cores): lint, then every test not marked slow.
+# The CI suite (under 15 minutes on 2 cores): lint, then every test not marked slow, one
+# pytest-xdist worker per core (each test uses one torch thread: tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n auto
 
 # The slow tests include a sweep on a local Ray cluster: they need the ray extra.
 $(RAY_STAMP): $(STAMP)
