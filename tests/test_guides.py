@@ -222,6 +222,6 @@ def test_vectorised_draws_of_the_hierarchical_guide_derive_w(tiny_spheres):
     s, v = samples["s"], samples["w_decentered"]
     assert s.shape == (1, 300) and (s > 0).all() and s.std() > 0
     torch.testing.assert_close(samples["w"], s[..., None] * v, rtol=1e-14, atol=0)
-    # the same draws by the sequential path: same sites and shapes
-    seq = draws._sequential_draws(model, q, tiny_spheres, 3)
+    # the same guide as a plain function takes the sequential path: same sites and shapes
+    _, seq = draws.guide_ensemble(model, lambda *args: q(*args), tiny_spheres, 3)
     assert {k: v.shape[2:] for k, v in seq.items()} == {k: v.shape[2:] for k, v in samples.items()}

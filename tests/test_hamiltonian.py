@@ -242,8 +242,10 @@ def test_linear_trajectory_is_the_generic_one(
     monkeypatch.setattr(integrator, "KICK_BELOW", kick_below)
     monkeypatch.setattr(integrator, "BLOCK_STEPS", block_steps)
     if misjudged:
-        lowest = integrator._lowest
-        monkeypatch.setattr(integrator, "_lowest", lambda x, u, t: lowest(x, u, t) + misjudged)
+        lowest = integrator.lowest_on_arc
+        monkeypatch.setattr(
+            integrator, "lowest_on_arc", lambda x, u, t: lowest(x, u, t) + misjudged
+        )
     monkeypatch.setattr(integrator, "CANDIDATE_ELEMENTS", candidates_max)
     monkeypatch.setattr(integrator, "GATHER_ELEMENTS", gather_max)
     monkeypatch.setattr(integrator, "GATHER_COST", 0 if gather_max else integrator.GATHER_COST)
@@ -300,3 +302,19 @@ def test_warmup_trajectories_can_be_shorter():
     assert 2.0 / (1.1 * final) - 1 <= counts[3] <= 2.0 / (0.9 * final) + 1
     with pytest.raises(ValueError, match="warmup_trajectory"):
         HamiltonianSliceSampler(2, warmup_trajectory=-1.0)
+
+
+def test_lowest_on_arc_is_the_minimum_along_the_rotation():
+    """``lowest_on_arc(x, u, T)``, the least of ``x cos t + u sin t`` over ``t`` in [0, T]
+    that picks the fast path's candidate points, against a fine grid of ``t``: never above
+    the grid's least value and within its resolution of it."""
+    from bayes_spheres.kernels.fast.linear_trajectory import lowest_on_arc
+
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(2, 500, generator=g, dtype=DT)
+    for time in (0.1, 1.0, 3.0, 6.0):
+        t = torch.linspace(0.0, time, 20_001, dtype=DT)[:, None]
+        grid = (x * torch.cos(t) + u * torch.sin(t)).min(0).values
+        lowest = lowest_on_arc(x, u, time)
+        assert (lowest <= grid + 1e-12).all()
+        assert (grid - lowest).max() < 1e-6

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_spheres import pipeline
 from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import validate
 from bayes_spheres.ensemble import Ensemble
@@ -31,22 +30,20 @@ SVI_SMALL = ["inference=svi", "inference.num_steps=200", *SMALL]
 
 
 def run_recording_fits(cfg, out) -> tuple[dict, list]:
-    """``run(cfg)``, recording every ``(seed, posterior)`` that ``pipeline._fit`` returns."""
+    """``run(cfg)``, recording every ``(seed, posterior)`` that the configured method's
+    settings object returns when the pipeline calls it (a fit, and the resampled fit)."""
     fits = []
-    fit = pipeline._fit
+    method = type(validate(cfg).fit)
+    fit = method.__call__
 
-    def recording(plan, data, members, seed, progress):
-        posterior = fit(plan, data, members, seed, progress)
+    def recording(self, model, data, members=1000, seed=0, progress=True):
+        posterior = fit(self, model, data, members, seed, progress)
         fits.append((seed, posterior))
         return posterior
 
-    old = torch.get_default_dtype()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "_fit", recording)
-        try:
-            metrics = run(cfg, out_dir=out)
-        finally:
-            torch.set_default_dtype(old)
+        mp.setattr(method, "__call__", recording)
+        metrics = run(cfg, out_dir=out)
     return metrics, fits
 
 

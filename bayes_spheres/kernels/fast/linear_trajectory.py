@@ -174,7 +174,7 @@ def _integrate(
             break
         b = min(start, steps - done)
         while True:
-            low = _lowest(x_a, u_a, b * eps) + a_0  # no path without kicks goes lower
+            low = lowest_on_arc(x_a, u_a, b * eps) + a_0  # no path without kicks goes lower
             low = low.masked_fill(over[:, None], math.inf)
             size = max(1, int((low < KICK_BELOW + slack).sum(1).max()))
             if chains * size * size <= CANDIDATE_ELEMENTS or b == 1:
@@ -313,7 +313,7 @@ def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Ten
     return kick_z, kick_a
 
 
-def _lowest(x: Tensor, u: Tensor, time: float) -> Tensor:
+def lowest_on_arc(x: Tensor, u: Tensor, time: float) -> Tensor:
     """The minimum over ``t`` in ``[0, time]`` of ``x cos t + u sin t`` (elementwise), for
     ``time < 2 pi``: ``-r`` where the path passes its lowest point, else the lower end."""
     radius = torch.hypot(x, u)
