@@ -198,19 +198,25 @@ def figure1(
     ax.set_ylabel("posterior density")
     ax.set_title("one weight of the D-dim model")
 
-    clouds = [fits[name].ensemble.w.numpy() for name in ("svi", "mcmc", "hier_svi")]
-    extent = _extent(*clouds)
-    for ax, title in zip(axes[1:], ("full-covariance SVI + MCMC", "hierarchical SVI"), strict=True):
+    svi, mcmc, hier = (fits[name].ensemble.w.numpy() for name in ("svi", "mcmc", "hier_svi"))
+    # each panel at the extent of its own draws; the SVI draws above the MCMC draws, so that
+    # both show where they overlap and MCMC's larger weights stand out beyond them
+    panels = ((axes[1], "full-covariance SVI + MCMC", (svi, mcmc)),
+              (axes[2], "hierarchical SVI", (hier,)))  # fmt: skip
+    for ax, title, clouds in panels:
+        extent = _extent(*clouds)
         _background(ax, fits["svi"], extent)
         ax.set_title(f"2-D spheres: {title}")
-    axes[1].scatter(*clouds[0].T, s=4, c="red", alpha=0.6, label="SVI draws")
-    axes[1].scatter(*clouds[1].T, s=12, c="white", marker="x", lw=0.8, label="MCMC draws")
-    axes[1].legend(loc="lower right", fontsize=7, framealpha=0.6)
-    axes[2].scatter(*clouds[2].T, s=4, c="red", alpha=0.6, label="hier. SVI draws")
-    axes[2].legend(loc="lower right", fontsize=7, framealpha=0.6)
-    for ax in axes[1:]:
         ax.set_xlim(extent[:2])
         ax.set_ylim(extent[2:])
+    axes[1].scatter(*mcmc.T, s=14, c="white", marker="x", lw=0.7, alpha=0.8,
+                    label="MCMC draws", zorder=2)  # fmt: skip
+    axes[1].scatter(*svi.T, s=7, c="red", edgecolors="black", linewidths=0.2,
+                    label="SVI draws", zorder=3)  # fmt: skip
+    axes[1].legend(loc="lower right", fontsize=7, framealpha=0.6)
+    axes[2].scatter(*hier.T, s=7, c="red", edgecolors="black", linewidths=0.2,
+                    label="hier. SVI draws", zorder=3)  # fmt: skip
+    axes[2].legend(loc="lower right", fontsize=7, framealpha=0.6)
     fig.tight_layout()
     out_dir = Path(out_dir)
     paths = []
