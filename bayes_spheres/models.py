@@ -20,6 +20,8 @@ from pyro.distributions import constraints
 from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor
 
+from bayes_spheres import checks
+
 
 class ModelName(StrEnum):
     FLAT = "flat"
@@ -165,8 +167,7 @@ class SharedMean(SphereModel):
 
 
 def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"model.{name}={value!r}: must be a positive finite number")
+    checks.positive(name, value)  # a SettingError: the config puts the node's key in front
 
 
 def prior_trace(model: SphereModel, latents: dict[str, Tensor], dim: int) -> poutine.Trace:

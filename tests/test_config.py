@@ -67,8 +67,8 @@ def test_quick_scale_sets_its_own_sizes(compose_raw):
         # instantiate's own keys that the plan could not honour are refused, not dropped
         (["+attack._args_=[5]"], ["attack._args_", "unknown"]),
         (["+inference._recursive_=false"], ["inference._recursive_", "unknown"]),
-        (["model.sigma=-1"], ["model.sigma=-1", "positive"]),
-        (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "positive"]),
+        (["model.sigma=-1"], ["model.sigma=-1", "> 0"]),
+        (["model=shared_mean", "model.sigma_mu=0"], ["model.sigma_mu=0", "> 0"]),
         (["attack.step_size=0"], ["attack.step_size=0", "> 0"]),
         (["attack.restarts_per_sphere=0"], ["attack.restarts_per_sphere=0", ">= 1"]),
         # each attack's settings object checks itself
