@@ -1,7 +1,9 @@
 """One run of the study: data -> model -> inference -> ensemble -> attack -> metrics.
 
 :func:`run` is plain Python over a composed config, so tests call it directly; ``app.py``
-is only the Hydra entry point around it.
+is only the Hydra entry point around it. A run is a table of stages (:func:`stages`), each a
+function of the :class:`Cell` that carries what earlier stages made, timed under its name;
+the run folder's files and rules are :mod:`bayes_spheres.run_folder`'s.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from bayes_spheres import metrics as M
+from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.attack.strongest import strongest
 from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData
@@ -103,79 +108,142 @@ def _run_claimed(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[st
     return result
 
 
-def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
-    cell = sweep_cell(out)
-    timings = Timings(cell)
-    start = time.perf_counter()
+@dataclass
+class Cell:
+    """One run in progress: what its stages read and write, in the order they run."""
 
-    with timings("data"):
-        data = plan.data.load(plan.dtype, plan.device)
-    # bars in a single run; in a sweep, the stage lines above and bayes_spheres/progress.py
-    progress = bool(cfg.get("progress", True)) and cell is None
-    with timings("inference"):
-        posterior = _fit(plan, data, cfg.members, cfg.seed, progress)
-        log_likelihood, observed = None, None
-        if plan.log_likelihood_dtype is not None:
-            log_likelihood, observed = pointwise_log_likelihood(
-                plan.model, posterior.samples, data.phi_train, data.y_train
-            )
-        posterior.save(out, log_likelihood, observed, plan.log_likelihood_dtype or "float64")
-    ensemble = posterior.ensemble
-    with timings("attack"):
-        points = plan.attack(
-            ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **plan.attack_settings
+    cfg: DictConfig
+    plan: Plan
+    out: Path
+    digest: str
+    progress: bool
+    data: SphereData | None = None
+    posterior: Posterior | None = None
+    points: AdversarialPoints | None = None  # the configured attack's
+    extra_attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    same_restarts: list[AdversarialPoints] = field(default_factory=list)
+    best: AdversarialPoints | None = None  # the strongest attack's
+    worst_case: dict[str, Any] | None = None
+    resampled: float | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def load_data(c: Cell) -> None:
+    c.data = c.plan.data.load(c.plan.dtype, c.plan.device)
+
+
+def infer(c: Cell) -> None:
+    """The fit, and its files: the ensemble, posterior.nc (with the pointwise log-likelihood
+    unless ``log_likelihood=none``) and the method's own (``Posterior.save``)."""
+    c.posterior = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed, c.progress)
+    log_likelihood, observed = None, None
+    if c.plan.log_likelihood_dtype is not None:
+        log_likelihood, observed = pointwise_log_likelihood(
+            c.plan.model, c.posterior.samples, c.data.phi_train, c.data.y_train
         )
-        points.save(out / points_file())
-    extra_attacks, same_restarts = {}, [points]
-    for name, (attack, settings) in plan.extra_attacks.items():
-        with timings(f"attack_{name}"):
-            found = attack(ensemble, radii=data.radii, seed=cfg.seed, progress=progress, **settings)
-            found.save(out / points_file(name))
-            extra_attacks[name] = {
-                "adversarial_error": M.adversarial_error(found),
-                "adversarial_error_max": M.adversarial_error_max(found),
-                "adversarial_error_by_sphere": M.adversarial_error_by_sphere(found),
-            }
-        if torch.equal(found.label, points.label):  # the same restarts (not e.g. vertex)
-            same_restarts.append(found)
-    with timings("attack_strongest"):
-        best = strongest(ensemble, same_restarts, polish_steps=plan.polish_steps)
-        best.save(out / points_file("best"))
-    with timings("certificate"):
-        worst_case = M.worst_case_by_sphere(
-            ensemble, data.radii, found=best, settings=plan.certificate
-        )
-    resampled = None
-    if plan.resample:
-        with timings("resample"):
-            second = _fit(plan, data, cfg.members, cfg.seed + RESAMPLE_SEED_OFFSET, progress)
-            resampled = M.resampled_error(points, second.ensemble)
-    with timings("metrics"):
-        result = {
-            "model": str(plan.model.name),
-            "inference": plan.inference_name,
-            "attack": plan.attack_name,
-            "seed": cfg.seed,
-            "dim": data.dim,
-            "n_train": len(data.x_train),
-            "n_val": len(data.x_val),
-            "members": ensemble.size,
-            "avg_confidence": M.avg_confidence(ensemble, data.x_val, data.y_val),
-            "validation_error": M.validation_error(ensemble, data.x_val, data.y_val),
-            "adversarial_error": M.adversarial_error(points),
-            "adversarial_error_max": M.adversarial_error_max(points),
-            "adversarial_error_by_sphere": M.adversarial_error_by_sphere(points),
-            "adversarial_error_best": M.adversarial_error_summary(best),
-            "worst_case_by_sphere": worst_case,
-            "resampled_error": resampled,
-            "inference_info": posterior.info,
-            "extra_attacks": extra_attacks,
-            "row": OmegaConf.to_container(cfg.row) if cfg.get("row") else None,
-            "config_digest": digest,
-        }
-        # MCMC convergence (rhat_max, ess_bulk_min, ...) also at the top level.
-        result.update(posterior.info.get("convergence", {}))
-    result["timings"] = {**timings, "total": round(time.perf_counter() - start, 3)}
+    c.posterior.save(c.out, log_likelihood, observed, c.plan.log_likelihood_dtype or "float64")
+
+
+def attack(c: Cell) -> None:
+    c.points = c.plan.attack(
+        c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, progress=c.progress,
+        **c.plan.attack_settings,
+    )  # fmt: skip
+    c.points.save(c.out / points_file())
+    c.same_restarts.append(c.points)
+
+
+def extra_attack(c: Cell, name: str) -> None:
+    """One of ``extra_attacks`` on the same ensemble, reported beside the main attack."""
+    run_attack, settings = c.plan.extra_attacks[name]
+    found = run_attack(
+        c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, progress=c.progress,
+        **settings,
+    )  # fmt: skip
+    found.save(c.out / points_file(name))
+    c.extra_attacks[name] = {
+        "adversarial_error": M.adversarial_error(found),
+        "adversarial_error_max": M.adversarial_error_max(found),
+        "adversarial_error_by_sphere": M.adversarial_error_by_sphere(found),
+    }
+    if torch.equal(found.label, c.points.label):  # the same restarts (not e.g. vertex)
+        c.same_restarts.append(found)
+
+
+def attack_strongest(c: Cell) -> None:
+    c.best = strongest(c.posterior.ensemble, c.same_restarts, polish_steps=c.plan.polish_steps)
+    c.best.save(c.out / points_file("best"))
+
+
+def certificate(c: Cell) -> None:
+    c.worst_case = M.worst_case_by_sphere(
+        c.posterior.ensemble, c.data.radii, found=c.best, settings=c.plan.certificate
+    )
+
+
+def resample(c: Cell) -> None:
+    """The resampled error (paper, Table 1): a second fit by the same method, another seed,
+    scores the first ensemble's adversarial points."""
+    second = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed + RESAMPLE_SEED_OFFSET, c.progress)
+    c.resampled = M.resampled_error(c.points, second.ensemble)
+
+
+def metrics(c: Cell) -> None:
+    ensemble, data, posterior = c.posterior.ensemble, c.data, c.posterior
+    c.result = {
+        "model": str(c.plan.model.name),
+        "inference": c.plan.inference_name,
+        "attack": c.plan.attack_name,
+        "seed": c.cfg.seed,
+        "dim": data.dim,
+        "n_train": len(data.x_train),
+        "n_val": len(data.x_val),
+        "members": ensemble.size,
+        "avg_confidence": M.avg_confidence(ensemble, data.x_val, data.y_val),
+        "validation_error": M.validation_error(ensemble, data.x_val, data.y_val),
+        "adversarial_error": M.adversarial_error(c.points),
+        "adversarial_error_max": M.adversarial_error_max(c.points),
+        "adversarial_error_by_sphere": M.adversarial_error_by_sphere(c.points),
+        "adversarial_error_best": M.adversarial_error_summary(c.best),
+        "worst_case_by_sphere": c.worst_case,
+        "resampled_error": c.resampled,
+        "inference_info": posterior.info,
+        "extra_attacks": c.extra_attacks,
+        "row": OmegaConf.to_container(c.cfg.row) if c.cfg.get("row") else None,
+        "config_digest": c.digest,
+    }
+    # MCMC convergence (rhat_max, ess_bulk_min, ...) also at the top level.
+    c.result.update(posterior.info.get("convergence", {}))
+
+
+Stage = Callable[[Cell], None]
+
+
+def stages(plan: Plan) -> list[tuple[str, Stage]]:
+    """The run's stages in order, each timed under its name in ``metrics.json``."""
+    extra = [(f"attack_{name}", partial(extra_attack, name=name)) for name in plan.extra_attacks]
+    return [
+        ("data", load_data),
+        ("inference", infer),
+        ("attack", attack),
+        *extra,
+        ("attack_strongest", attack_strongest),
+        ("certificate", certificate),
+        *([("resample", resample)] if plan.resample else []),
+        ("metrics", metrics),
+    ]
+
+
+def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
+    sweep = sweep_cell(out)
+    timings = Timings(sweep)
+    start = time.perf_counter()
+    # bars in a single run; in a sweep, the stage lines and bayes_spheres/progress.py
+    cell = Cell(cfg, plan, out, digest, bool(cfg.get("progress", True)) and sweep is None)
+    for name, stage in stages(plan):
+        with timings(name):
+            stage(cell)
+    result = {**cell.result, "timings": {**timings, "total": round(time.perf_counter() - start, 3)}}
     atomic_write_json(out / METRICS_FILE, result)
     log.info("wrote %s", out / METRICS_FILE)
     return result
