@@ -215,21 +215,21 @@ def _partial(where: str, node: DictConfig, reserved: tuple[str, ...]) -> functoo
     return built
 
 
-def _fit(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any], str]:
-    """An inference config: a ``_partial_`` node of a fit function (its settings bound), or
-    a node of a settings object that fits when called (``inference/mcmc.py::MCMCSettings``,
-    whose values are checked as it is made). Returns the callable, its keyword settings and
-    the name of its module."""
-    _check_node(where, node, FIT_ARGS)
+def _called_later(
+    where: str, node: DictConfig, reserved: tuple[str, ...]
+) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """An inference or attack node, called later with ``reserved``: a node of a settings
+    object that checks itself as it is made and runs when called (``MCMCSettings``,
+    ``PGDSettings``), or a ``_partial_`` node of a function. Returns the callable and the
+    keyword settings still to pass it (none for a settings object)."""
+    _check_node(where, node, reserved)
     if not isinstance(get_object(node._target_), type):  # a function: called later
-        built = _partial(where, node, FIT_ARGS)
-        return built.func, dict(built.keywords), built.func.__module__
+        built = _partial(where, node, reserved)
+        return built.func, dict(built.keywords)
     built = _instantiate(where, node)
     if not callable(built):
-        raise ConfigError(
-            f"{where}._target_={node._target_!r}: its settings do not fit when called"
-        )
-    return built, {}, type(built).__module__
+        raise ConfigError(f"{where}._target_={node._target_!r}: its settings are not callable")
+    return built, {}
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -267,8 +267,8 @@ def _build(cfg: DictConfig) -> Plan:
     for key in method:
         if key not in METHOD_KEYS:
             raise ConfigError(f"method.{key}: unknown key; allowed: {', '.join(METHOD_KEYS)}")
-    fit, fit_settings, fit_module = _fit("inference", cfg.inference)
-    inference_name = method.get("name") or fit_module.rsplit(".", 1)[-1]
+    fit, fit_settings = _called_later("inference", cfg.inference, FIT_ARGS)
+    inference_name = method.get("name") or fit.__module__.rsplit(".", 1)[-1]
     # `models` lists the built-in models an inference method takes; a model added by a user
     # (a SphereModel subclass outside ModelName) is the user's to pair, so it is not refused.
     supported = list(method.get("models") or [m.value for m in ModelName])
@@ -279,9 +279,11 @@ def _build(cfg: DictConfig) -> Plan:
             f"supported; models for {inference_name}: {', '.join(supported)}"
         )
 
-    attack, attack_settings = _attack("attack", cfg.attack)
+    attack, attack_settings = _called_later("attack", cfg.attack, ATTACK_ARGS)
     extra = cfg.get("extra_attacks") or {}
-    extra_attacks = {str(k): _attack(f"extra_attacks.{k}", node) for k, node in extra.items()}
+    extra_attacks = {
+        str(k): _called_later(f"extra_attacks.{k}", node, ATTACK_ARGS) for k, node in extra.items()
+    }
 
     return Plan(
         data=data,
@@ -317,18 +319,3 @@ def _log_likelihood_dtype(cfg: DictConfig) -> str | None:
     if str(value) not in LOG_LIKELIHOOD_DTYPES:
         raise ConfigError(f"log_likelihood={value!r}: allowed: {', '.join(LOG_LIKELIHOOD_DTYPES)}")
     return None if str(value) == "none" else str(value)
-
-
-def _attack(where: str, node: DictConfig) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """An attack config (``attack`` or one of ``extra_attacks``): a node of a settings object
-    that attacks when called and checks itself as it is made (``attack/gradient.py::
-    PGDSettings``), or a ``_partial_`` node of an attack function. Returns the callable and
-    the keyword settings still to pass it (none for a settings object)."""
-    _check_node(where, node, ATTACK_ARGS)
-    if not isinstance(get_object(node._target_), type):  # a function: called later
-        built = _partial(where, node, ATTACK_ARGS)
-        return built.func, dict(built.keywords)
-    built = _instantiate(where, node)
-    if not callable(built):
-        raise ConfigError(f"{where}._target_={node._target_!r}: its settings do not attack")
-    return built, {}
