@@ -70,6 +70,27 @@ class SphereModel:
             obs = None if y is None else y[idx]
             return pyro.sample("y", self.likelihood(activation(phi[idx], w, b)), obs=obs)
 
+    def pointwise_log_likelihood(
+        self, samples: dict[str, Tensor], phi: Tensor, y: Tensor
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """:func:`pointwise_log_likelihood` of this model at every draw at once, from the
+        draws' ``w`` and ``b`` (the sites every model exposes) and :meth:`likelihood`: two
+        products instead of a trace per draw (0.06 against 1 ms a draw at D = 500, N =
+        1,000). Checked against the traced model at the first and last draw; where they
+        differ (a subclass with its own likelihood), the traced model's, draw by draw."""
+        w = samples["w"]
+        chains, draws = w.shape[:2]
+        b = samples.get("b", w.new_zeros(()))
+        logits = activation(phi, w.reshape(-1, w.shape[-1]), b.reshape(-1))  # [N, S]
+        fast = self.likelihood(logits).log_prob(y[:, None]).T.reshape(chains, draws, -1)
+        ends = {name: value[:, [0, -1]][[0, -1], :] for name, value in samples.items()}
+        traced, observed = pointwise_log_likelihood(self, ends, phi, y)
+        if set(traced) == {"y"} and torch.allclose(
+            traced["y"], fast[:, [0, -1]][[0, -1], :], rtol=1e-9, atol=1e-9
+        ):
+            return {"y": fast}, observed
+        return pointwise_log_likelihood(self, samples, phi, y)
+
     def likelihood(self, logits: Tensor) -> dist.Bernoulli:
         """``p(y | a)``: Bernoulli with logits ``a`` (the one likelihood; Bootstrap's weighted
         objective and Figure 1's background evaluate this distribution)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro import poutine
@@ -272,6 +273,15 @@ def bernoulli_pointwise(phi: np.ndarray, y: np.ndarray, w: np.ndarray, b: float)
     return y * a - np.logaddexp(0.0, a)
 
 
+def draw_by_draw(model, samples, phi, y):
+    return pointwise_log_likelihood(model, samples, phi, y)
+
+
+def batched(model, samples, phi, y):
+    return model.pointwise_log_likelihood(samples, phi, y)
+
+
+@pytest.mark.parametrize("pointwise", [draw_by_draw, batched])
 @pytest.mark.parametrize(
     ("make", "latents"),
     [
@@ -280,10 +290,13 @@ def bernoulli_pointwise(phi: np.ndarray, y: np.ndarray, w: np.ndarray, b: float)
         (lambda: SharedMean(), ("mu", "w", "b")),
     ],
 )
-def test_pointwise_log_likelihood_is_each_draws_bernoulli_log_density(point, make, latents):
+def test_pointwise_log_likelihood_is_each_draws_bernoulli_log_density(
+    point, make, latents, pointwise
+):
     """[chain, draw, N] over the observed site only: the latents, derived sites (the
     non-centred model's w) and the plate are not data; each value is the hand-written
-    Bernoulli log density of that draw at that point."""
+    Bernoulli log density of that draw at that point. The same from the model's trace draw
+    by draw and from all draws at once (the method the pipeline calls)."""
     model = make()
     g = torch.Generator().manual_seed(3)
     chains, draws = 2, 3
@@ -298,7 +311,7 @@ def test_pointwise_log_likelihood_is_each_draws_bernoulli_log_density(point, mak
     }
     if "w_decentered" in samples:  # the derived site, as Posterior.samples keeps it
         samples["w"] = samples["s"][..., None] * samples["w_decentered"]
-    log_lik, observed = pointwise_log_likelihood(model, samples, point["phi"], point["y"])
+    log_lik, observed = pointwise(model, samples, point["phi"], point["y"])
     assert set(log_lik) == {"y"} and set(observed) == {"y"}
     assert log_lik["y"].shape == (chains, draws, N)
     np.testing.assert_array_equal(np_(observed["y"]), np_(point["y"]))
@@ -309,6 +322,28 @@ def test_pointwise_log_likelihood_is_each_draws_bernoulli_log_density(point, mak
                 float(samples["b"][c, d]),
             )  # fmt: skip
             np.testing.assert_allclose(np_(log_lik["y"][c, d]), expected, rtol=1e-12)
+
+
+class TemperedFlat(Flat):
+    """A user's subclass whose model call tempers the likelihood without saying so in
+    ``likelihood``: all draws at once would be wrong for it."""
+
+    def __call__(self, phi, y=None, subsample_size=None):
+        w, b = self.prior(phi.shape[1], phi)
+        with pyro.plate("data", len(phi)):
+            return pyro.sample("y", self.likelihood(0.5 * activation(phi, w, b)), obs=y)
+
+
+def test_all_draws_at_once_falls_back_to_the_trace_where_the_model_differs(point):
+    g = torch.Generator().manual_seed(4)
+    samples = {"w": torch.randn(2, 3, D, generator=g, dtype=torch.float64),
+               "b": torch.randn(2, 3, generator=g, dtype=torch.float64)}  # fmt: skip
+    model = TemperedFlat()
+    expected, _ = pointwise_log_likelihood(model, samples, point["phi"], point["y"])
+    got, _ = model.pointwise_log_likelihood(samples, point["phi"], point["y"])
+    torch.testing.assert_close(got["y"], expected["y"], rtol=1e-12, atol=0)
+    plain, _ = Flat().pointwise_log_likelihood(samples, point["phi"], point["y"])
+    assert not torch.allclose(plain["y"], expected["y"])  # the check had something to catch
 
 
 def test_pointwise_log_likelihood_needs_an_observed_site(point):
