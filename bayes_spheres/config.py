@@ -52,8 +52,8 @@ INSTANTIATE_KEYS = frozenset({"_target_", "_partial_"})
 # `method`: about the inference method, beside its `inference` node (not passed to the fit).
 METHOD_KEYS = ("name", "models", "resample", "attack_step_size")
 # Passed by the pipeline at call time, so never configured.
-FIT_ARGS = ("model", "data", "members", "seed", "progress")
-ATTACK_ARGS = ("ensemble", "radii", "seed", "progress")
+FIT_ARGS = ("model", "data", "members", "seed")
+ATTACK_ARGS = ("ensemble", "radii", "seed")
 
 
 def settings_node(kind: type) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from bayes_spheres.config import ConfigError, Plan, validate
 from bayes_spheres.data import SphereData
 from bayes_spheres.inference import Posterior
 from bayes_spheres.io import atomic_write_json
-from bayes_spheres.models import pointwise_log_likelihood
+from bayes_spheres.progress import switch_bars
 from bayes_spheres.run_folder import (
     METRICS_FILE,
     ForeignRunError,
@@ -116,7 +116,6 @@ class Cell:
     plan: Plan
     out: Path
     digest: str
-    progress: bool
     data: SphereData | None = None
     posterior: Posterior | None = None
     points: AdversarialPoints | None = None  # the configured attack's
@@ -135,20 +134,19 @@ def load_data(c: Cell) -> None:
 def infer(c: Cell) -> None:
     """The fit, and its files: the ensemble, posterior.nc (with the pointwise log-likelihood
     unless ``log_likelihood=none``) and the method's own (``Posterior.save``)."""
-    c.posterior = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed, c.progress)
+    c.posterior = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed)
     log_likelihood, observed = None, None
     if c.plan.log_likelihood_dtype is not None:
-        log_likelihood, observed = pointwise_log_likelihood(
-            c.plan.model, c.posterior.samples, c.data.phi_train, c.data.y_train
+        log_likelihood, observed = c.plan.model.pointwise_log_likelihood(
+            c.posterior.samples, c.data.phi_train, c.data.y_train
         )
     c.posterior.save(c.out, log_likelihood, observed, c.plan.log_likelihood_dtype or "float64")
 
 
 def attack(c: Cell) -> None:
     c.points = c.plan.attack(
-        c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, progress=c.progress,
-        **c.plan.attack_settings,
-    )  # fmt: skip
+        c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, **c.plan.attack_settings
+    )
     c.points.save(c.out / points_file())
     c.same_restarts.append(c.points)
 
@@ -156,10 +154,7 @@ def attack(c: Cell) -> None:
 def extra_attack(c: Cell, name: str) -> None:
     """One of ``extra_attacks`` on the same ensemble, reported beside the main attack."""
     run_attack, settings = c.plan.extra_attacks[name]
-    found = run_attack(
-        c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, progress=c.progress,
-        **settings,
-    )  # fmt: skip
+    found = run_attack(c.posterior.ensemble, radii=c.data.radii, seed=c.cfg.seed, **settings)
     found.save(c.out / points_file(name))
     c.extra_attacks[name] = {
         "adversarial_error": M.adversarial_error(found),
@@ -184,7 +179,7 @@ def certificate(c: Cell) -> None:
 def resample(c: Cell) -> None:
     """The resampled error (paper, Table 1): a second fit by the same method, another seed,
     scores the first ensemble's adversarial points."""
-    second = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed + RESAMPLE_SEED_OFFSET, c.progress)
+    second = _fit(c.plan, c.data, c.cfg.members, c.cfg.seed + RESAMPLE_SEED_OFFSET)
     c.resampled = M.resampled_error(c.points, second.ensemble)
 
 
@@ -238,8 +233,10 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     sweep = sweep_cell(out)
     timings = Timings(sweep)
     start = time.perf_counter()
-    # bars in a single run; in a sweep, the stage lines and bayes_spheres/progress.py
-    cell = Cell(cfg, plan, out, digest, bool(cfg.get("progress", True)) and sweep is None)
+    # bars in a single run; in a sweep, the stage lines and bayes_spheres/progress.py. Switched
+    # once for the process: every bar reads it as it is drawn (a sweep's cells run bars-off)
+    switch_bars(bool(cfg.get("progress", True)) and sweep is None)
+    cell = Cell(cfg, plan, out, digest)
     for name, stage in stages(plan):
         with timings(name):
             stage(cell)
@@ -249,12 +246,10 @@ def _run(cfg: DictConfig, plan: Plan, out: Path, digest: str) -> dict[str, Any]:
     return result
 
 
-def _fit(plan: Plan, data: SphereData, members: int, seed: int, progress: bool) -> Posterior:
+def _fit(plan: Plan, data: SphereData, members: int, seed: int) -> Posterior:
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    return plan.fit(
-        plan.model, data, members=members, seed=seed, progress=progress, **plan.fit_settings
-    )
+    return plan.fit(plan.model, data, members=members, seed=seed, **plan.fit_settings)
 
 
 def _print_outside_sweeps(metrics: dict[str, Any], out: Path) -> None:

@@ -9,13 +9,17 @@ interleave into noise; there each cell logs one line per stage, named by its fol
     sweep: 5/21 cells finished (3 in this sweep), 0:04:10 elapsed, about 0:13:20 left;
         mcmc/seed1 took 142.1 s
 
-``progress=false`` silences the bars and these lines alike.
+``progress=false`` silences the bars and these lines alike. The bars are switched once, in
+the environment: every bar in the package is drawn unless :func:`bars_disabled` (tqdm's own
+``TQDM_DISABLE``, read at call time), and the pipeline calls :func:`switch_bars` as a run
+starts, so no function takes a ``progress`` argument.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +31,26 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from bayes_spheres.run_folder import FIGURE_FITS, METRICS_FILE, finished_metrics, sweep_cell
+from bayes_spheres.run_folder import METRICS_FILE, finished_metrics, sweep_cell
 
 log = logging.getLogger(__name__)
 
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's sweeper saves the sweep's config here as it starts
+BARS_OFF = "TQDM_DISABLE"  # tqdm's own variable, so a bar made outside the package obeys it too
+
+
+def bars_disabled() -> bool:
+    """Whether progress bars are off: ``TQDM_DISABLE`` is set to anything but empty, ``0`` or
+    ``false`` (any case). Read at call time, so pass it to every bar as it is made (tqdm
+    itself reads the variable only when it is imported)."""
+    return os.environ.get(BARS_OFF, "").strip().lower() not in {"", "0", "false"}
+
+
+def switch_bars(on: bool) -> None:
+    """Turn progress bars off for the rest of this process when ``on`` is false; when true,
+    leave the environment as it is, so a user's own ``TQDM_DISABLE=1`` still wins."""
+    if not on:
+        os.environ[BARS_OFF] = "1"
 
 
 def sweep_size(sweep_dir: Path) -> int | None:
@@ -83,13 +102,9 @@ class SweepStatus:
 def sweep_status(sweep_dir: Path, now: float) -> SweepStatus:
     """The state of the sweep in ``sweep_dir`` at time ``now`` (seconds since the epoch),
     read off its folder: its start is when Hydra saved its config, its finished cells are
-    the ``metrics.json`` under it (Figure 1's fits aside)."""
+    the ``metrics.json`` under it."""
     started = (sweep_dir / SWEEP_CONFIG).stat().st_mtime
-    finished = [
-        path
-        for path in sweep_dir.rglob(METRICS_FILE)
-        if FIGURE_FITS not in path.relative_to(sweep_dir).parts
-    ]
+    finished = list(sweep_dir.rglob(METRICS_FILE))
     return SweepStatus(
         total=sweep_size(sweep_dir),
         finished=len(finished),

@@ -26,6 +26,7 @@ import torch
 from bayes_spheres.data import load_spheres
 from bayes_spheres.inference import svi
 from bayes_spheres.models import Flat, Hierarchical
+from bayes_spheres.progress import switch_bars
 
 PAPER_STEPS = 50_000
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--models", default="flat,hier")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: as is)")
     args = parser.parse_args()
+    switch_bars(False)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float64)
@@ -83,7 +85,6 @@ def main() -> None:
             data,
             members=10,
             num_steps=args.warmup + args.steps,
-            progress=False,
             **settings,
         )
         info = post.info["svi"]

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 from bayes_spheres import metrics as M
 from bayes_spheres.attack import AdversarialPoints, PGDSettings, pgd, simplex
 from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.progress import switch_bars
 
 PGD_SETTINGS = ("step_size", "warmup_steps", "max_steps", "tol", "patience", "backtrack")
 
@@ -85,7 +86,7 @@ def compare(
         "pgd_settings": settings,
     }
     start = time.perf_counter()
-    p = pgd(ensemble, radii, restarts_per_sphere=restarts, seed=seed, progress=False, **settings)
+    p = pgd(ensemble, radii, restarts_per_sphere=restarts, seed=seed, **settings)
     result["pgd"] = by_sphere(p) | {"seconds": round(time.perf_counter() - start, 1)}
     start = time.perf_counter()
     s = simplex(
@@ -94,7 +95,6 @@ def compare(
         restarts_per_sphere=restarts,
         vertex_starts=vertex_starts,
         seed=seed,
-        progress=False,
     )
     result["simplex"] = by_sphere(s) | {"seconds": round(time.perf_counter() - start, 1)}
     result["simplex_random_starts"] = by_sphere(s, random_start_rows(s, restarts, vertex_starts))
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--json", type=Path, help="append one JSON line per run here")
     args = parser.parse_args()
+    switch_bars(False)
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(args.threads)
     for run_dir in args.run_dirs:

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from bayes_spheres import metrics as M
 from bayes_spheres.attack import pgd
 from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.progress import switch_bars
 
 
 def main() -> None:
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    switch_bars(False)
     torch.set_default_dtype(torch.float64)
     ensemble = Ensemble.load(args.run_dir / "ensemble.npz")
     cfg_file = args.run_dir / ".hydra" / "config.yaml"
@@ -50,7 +52,6 @@ def main() -> None:
         tol=args.tol,
         backtrack=not args.no_backtrack,
         seed=args.seed,
-        progress=False,
     )
     result = {
         "run": str(args.run_dir),

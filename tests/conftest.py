@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig
+
+from bayes_spheres.progress import BARS_OFF
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -37,6 +40,20 @@ def _float64_and_clean_pyro() -> Iterator[None]:
     yield
     torch.set_default_dtype(old)
     pyro.clear_param_store()
+
+
+@pytest.fixture(autouse=True)
+def _no_bars() -> Iterator[None]:
+    """No progress bars in tests (``TQDM_DISABLE=1`` unless set already; every bar reads it,
+    bayes_spheres/progress.py); restored after each test, since ``pipeline.run`` switches bars
+    off for the process when ``progress=false``."""
+    old = os.environ.get(BARS_OFF)
+    os.environ.setdefault(BARS_OFF, "1")
+    yield
+    if old is None:
+        os.environ.pop(BARS_OFF, None)
+    else:
+        os.environ[BARS_OFF] = old
 
 
 def compose_config(overrides: list[str] = (), shrink: bool = True) -> DictConfig:

@@ -85,7 +85,7 @@ def test_projected_gradient_ascent_on_a_linear_score():
     radius = t([1.0, 2.0])
     x0 = t([[0.3, 0.8, -0.1], [-1.0, 0.2, 0.4]])
     x, f = A.projected_gradient_ascent(
-        lambda x, rows: x @ c, x0, radius, step_size=0.5, max_steps=2000, progress=False
+        lambda x, rows: x @ c, x0, radius, step_size=0.5, max_steps=2000
     )
     best = radius[:, None] * c / c.norm()
     torch.testing.assert_close(x, best, rtol=0, atol=1e-6)
@@ -94,7 +94,7 @@ def test_projected_gradient_ascent_on_a_linear_score():
 
 def test_pgd_one_model_reaches_exact_vertex_optimum(moderate_model):
     ens = moderate_model
-    pts = A.pgd(ens, RADII, restarts_per_sphere=5, seed=0, progress=False)
+    pts = A.pgd(ens, RADII, restarts_per_sphere=5, seed=0)
     k = 5
     assert pts.x.shape == (2 * k, D)
     torch.testing.assert_close(pts.label, t([0.0] * k + [1.0] * k), rtol=0, atol=0)
@@ -127,12 +127,12 @@ def test_backtracking_reaches_optimum_where_plain_steps_diverge():
     assert optimum(ens, OUTER) == pytest.approx(0.5, abs=1e-12)
     outer = slice(5, 10)
 
-    plain = A.pgd(ens, RADII, restarts_per_sphere=5, backtrack=False, seed=0, progress=False)
+    plain = A.pgd(ens, RADII, restarts_per_sphere=5, backtrack=False, seed=0)
     # the paper's plain step never gets near the optimum: the best point seen is no better
     # than a random start, whose wrong-class logit is tens of units below the optimum
     assert float(plain.wrong_prob[outer].max()) < 1e-6
 
-    backtracked = A.pgd(ens, RADII, restarts_per_sphere=5, backtrack=True, seed=0, progress=False)
+    backtracked = A.pgd(ens, RADII, restarts_per_sphere=5, backtrack=True, seed=0)
     torch.testing.assert_close(
         backtracked.wrong_prob[outer], torch.full((5,), 0.5), rtol=0, atol=1e-3
     )
@@ -155,7 +155,7 @@ def test_vertex_attack_one_model_is_exact(moderate_model):
 def test_vertex_attack_is_an_upper_bound_for_pgd_on_one_model(moderate_model):
     ens = moderate_model
     v = A.vertex(ens, RADII)
-    p = A.pgd(ens, RADII, restarts_per_sphere=3, max_steps=300, seed=1, progress=False)
+    p = A.pgd(ens, RADII, restarts_per_sphere=3, max_steps=300, seed=1)
     for i, label in enumerate((INNER, OUTER)):
         assert float(p.wrong_prob[p.label == label].max()) <= float(v.wrong_prob[i]) + 1e-12
 
@@ -179,7 +179,6 @@ def test_pgd_on_an_ensemble_improves_on_the_random_starts(warmup_steps):
         warmup_steps=warmup_steps,
         max_steps=1000,
         seed=seed,
-        progress=False,
     )
     x0, radius, label = A.random_starts(k, D, RADII, torch.Generator().manual_seed(seed))
     start = ens.wrong_prob(x0, label)
@@ -197,7 +196,7 @@ def test_pgd_on_an_ensemble_improves_on_the_random_starts(warmup_steps):
 
 def test_pgd_is_reproducible_with_a_seed():
     ens = random_ensemble()
-    kw = dict(restarts_per_sphere=3, warmup_steps=50, max_steps=100, progress=False)
+    kw = dict(restarts_per_sphere=3, warmup_steps=50, max_steps=100)
     a = A.pgd(ens, RADII, seed=7, **kw)
     b = A.pgd(ens, RADII, seed=7, **kw)
     c = A.pgd(ens, RADII, seed=8, **kw)
@@ -207,7 +206,7 @@ def test_pgd_is_reproducible_with_a_seed():
 
 def test_adversarial_points_save_load_rescore(tmp_path):
     ens = random_ensemble()
-    pts = A.pgd(ens, RADII, restarts_per_sphere=2, max_steps=50, seed=0, progress=False)
+    pts = A.pgd(ens, RADII, restarts_per_sphere=2, max_steps=50, seed=0)
     path = tmp_path / "adversarial_points.npz"
     pts.save(path)
     with np.load(path) as f:
@@ -256,7 +255,7 @@ def test_pgd_with_closed_form_gradients_takes_autograds_path():
     ens = random_ensemble()
     x0, radius, label = A.random_starts(5, D, RADII, torch.Generator().manual_seed(6))
     objective = A.Objective.LOG_MEAN_SIGMOID
-    kw = dict(step_size=0.05, max_steps=300, tol=1e-9, progress=False)
+    kw = dict(step_size=0.05, max_steps=300, tol=1e-9)
     x_auto, f_auto = A.projected_gradient_ascent(
         A.ensemble_score(ens, label, objective), x0, radius, **kw
     )
@@ -314,7 +313,7 @@ def test_the_ascent_equals_the_autograd_loop_it_replaced(objective):
     x_ref, f_ref = autograd_pgd_reference(A.ensemble_score(ens, label, objective), x0, radius, **kw)
     x_new, f_new = A.projected_gradient_ascent(
         None, x0, radius, value_and_grad=objectives.objective_in_x(ens, label, objective),
-        progress=False, **kw,
+        **kw,
     )  # fmt: skip
     torch.testing.assert_close(x_new, x_ref, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(f_new, f_ref, rtol=1e-10, atol=1e-12)

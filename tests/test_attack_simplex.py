@@ -67,7 +67,7 @@ def ens() -> Ensemble:
 
 @pytest.fixture(scope="module")
 def attacked(ens) -> A.AdversarialPoints:
-    return A.simplex(ens, RADII, restarts_per_sphere=12, vertex_starts=4, progress=False)
+    return A.simplex(ens, RADII, restarts_per_sphere=12, vertex_starts=4)
 
 
 @pytest.mark.parametrize("objective", list(A.Objective))
@@ -99,7 +99,7 @@ def test_one_model_every_restart_reaches_the_exact_best_vertex(stiff):
     ens = one_model(seed=1, stiff=stiff)
     for sphere in (INNER, OUTER):
         assert 1e-12 < optimum(ens, sphere) < 1 - 1e-12  # not saturated: a real check
-    pts = A.simplex(ens, RADII, restarts_per_sphere=6, vertex_starts=2, seed=1, progress=False)
+    pts = A.simplex(ens, RADII, restarts_per_sphere=6, vertex_starts=2, seed=1)
     for sphere in (INNER, OUTER):
         p = pts.wrong_prob[pts.label == sphere]
         torch.testing.assert_close(
@@ -141,7 +141,6 @@ def test_jensen_warmup_is_certified_and_the_attack_beats_it(ens, attacked):
             max_steps=2000,
             tol=1e-12,
             patience=10,
-            progress=False,
         )
         u = u.requires_grad_(True)
         w_u, c = objectives.linear_in_u(ens)
@@ -160,7 +159,7 @@ def test_jensen_warmup_is_certified_and_the_attack_beats_it(ens, attacked):
 def test_at_least_pgd_at_most_the_certified_bound(ens, attacked):
     """Same ensemble, same random starts: the simplex attack's best point per sphere is no
     worse than PGD's (within 1e-6) and never above the certified bound."""
-    pgd = A.pgd(ens, RADII, restarts_per_sphere=12, step_size=0.01, progress=False)
+    pgd = A.pgd(ens, RADII, restarts_per_sphere=12, step_size=0.01)
     bounds = M.worst_case_by_sphere(ens, RADII, settings=BRIEF)
     for name, ours, theirs in zip(
         ("inner", "outer"), best_per_sphere(attacked), best_per_sphere(pgd), strict=True
@@ -188,14 +187,14 @@ def test_vertex_starts_are_the_best_vertices_moved_inside(ens):
 def test_vertex_starts_find_a_better_basin_than_the_jensen_maximiser(ens):
     """The real objective is not concave: on this ensemble's inner sphere every random
     restart, warmed up to the Jensen maximiser, ends lower than the best vertex start."""
-    kw = dict(restarts_per_sphere=8, progress=False)
+    kw = dict(restarts_per_sphere=8)
     only_random = A.simplex(ens, RADII, vertex_starts=0, **kw)
     with_vertices = A.simplex(ens, RADII, vertex_starts=4, **kw)
     assert best_per_sphere(with_vertices)[0] > best_per_sphere(only_random)[0] + 1e-3
 
 
 def test_same_seed_same_points(ens):
-    kw = dict(restarts_per_sphere=4, vertex_starts=1, max_steps=200, progress=False)
+    kw = dict(restarts_per_sphere=4, vertex_starts=1, max_steps=200)
     a, b = A.simplex(ens, RADII, seed=3, **kw), A.simplex(ens, RADII, seed=3, **kw)
     c = A.simplex(ens, RADII, seed=4, **kw)
     assert torch.equal(a.x, b.x) and torch.equal(a.wrong_prob, b.wrong_prob)
@@ -212,7 +211,7 @@ def test_same_seed_same_points(ens):
 )
 def test_bad_arguments_are_value_errors(ens, setting, fragment):
     with pytest.raises(ValueError, match=fragment):
-        A.simplex(ens, RADII, restarts_per_sphere=30, progress=False, **setting)
+        A.simplex(ens, RADII, restarts_per_sphere=30, **setting)
 
 
 def test_registry():

@@ -116,8 +116,8 @@ def test_the_attacks_points_are_never_above_the_bound():
     bound (``worst_case_by_sphere`` also raises at run time if a found point does)."""
     ensemble = random_ensemble(6, 300, 40, scale=3.0)
     found = [
-        A.pgd(ensemble, RADII, restarts_per_sphere=8, step_size=0.01, progress=False),
-        A.simplex(ensemble, RADII, restarts_per_sphere=8, vertex_starts=2, progress=False),
+        A.pgd(ensemble, RADII, restarts_per_sphere=8, step_size=0.01),
+        A.simplex(ensemble, RADII, restarts_per_sphere=8, vertex_starts=2),
     ]
     bounds = M.worst_case_by_sphere(ensemble, RADII, found=found[1], settings=BRIEF)
     for name, label in (("inner", INNER), ("outer", OUTER)):
@@ -128,7 +128,7 @@ def test_the_attacks_points_are_never_above_the_bound():
 
 def test_a_bound_below_a_found_point_is_an_error():
     ensemble = random_ensemble(7, 20, 5)
-    points = A.simplex(ensemble, RADII, restarts_per_sphere=2, vertex_starts=0, progress=False)
+    points = A.simplex(ensemble, RADII, restarts_per_sphere=2, vertex_starts=0)
     lying = A.AdversarialPoints(points.x, points.radius, points.label, points.wrong_prob + 1.0)
     with pytest.raises(RuntimeError, match="below a point found"):
         M.worst_case_by_sphere(ensemble, RADII, found=lying, settings=BRIEF)

@@ -156,8 +156,9 @@ def test_config_errors(compose, overrides, fragments, tmp_path):
 
 
 def test_unknown_setting_for_the_vertex_attack_is_an_error(compose):
-    """``vertex`` takes ``**_`` so that the pipeline may pass it seed and progress; the check
-    of unknown keys must still catch a misspelled setting under attack=vertex."""
+    """``vertex`` takes no settings (the pipeline passes it only the ensemble, radii and
+    seed); the check of unknown keys must still catch a misspelled setting under
+    attack=vertex."""
     with pytest.raises(ConfigError, match=r"attack\.stepsize"):
         validate(compose(["attack=vertex", "+attack.stepsize=0.1"]))
 

@@ -43,7 +43,7 @@ def fit_on(engine: str, make_model, guide: str, data, batch_size: int = 20, **kw
     pyro.set_rng_seed(3)
     post = svi.fit(
         make_model(), data, members=30, guide=guide, num_steps=STEPS, batch_size=batch_size,
-        engine=engine, progress=False, **kwargs,
+        engine=engine, **kwargs,
     )  # fmt: skip
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().named_parameters()}
     return post, params
@@ -114,7 +114,6 @@ def test_a_diverging_closed_form_fit_raises_naming_the_learning_rate(tiny_sphere
         svi.fit(
             Flat(), tiny_spheres, members=5, optim=svi.SGDSettings(lr=1e3, momentum=0.99),
             loss_scale="sum", num_steps=300, batch_size=20, engine="closed_form",
-            progress=False,
         )  # fmt: skip
 
 

@@ -36,7 +36,7 @@ from bayes_spheres.attack import AdversarialPoints, random_starts
 import torch
 
 
-def random_points(ensemble, radii, restarts_per_sphere=5, seed=0, progress=False):
+def random_points(ensemble, radii, restarts_per_sphere=5, seed=0):
     """No ascent at all: the ensemble's wrong-class probability at random points."""
     gen = torch.Generator().manual_seed(seed)
     x, radius, label = random_starts(restarts_per_sphere, ensemble.dim, radii, gen,

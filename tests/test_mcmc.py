@@ -29,7 +29,7 @@ from bayes_spheres.pipeline import run
 def fit(model, data, members, seed=0, num_chains=8, warmup=120, thin=5, kernel="slice", **slice):
     """``mcmc.fit`` with its settings objects made from keywords (``slice``: the kernel's)."""
     settings = mcmc.MCMCSettings(kernel, num_chains, warmup, thin, slice=SliceSettings(**slice))
-    return mcmc.fit(model, data, members, seed, settings, progress=False)
+    return mcmc.fit(model, data, members, seed, settings)
 
 
 @pytest.fixture(scope="module")

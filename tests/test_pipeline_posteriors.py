@@ -36,8 +36,8 @@ def run_recording_fits(cfg, out) -> tuple[dict, list]:
     method = type(validate(cfg).fit)
     fit = method.__call__
 
-    def recording(self, model, data, members=1000, seed=0, progress=True):
-        posterior = fit(self, model, data, members, seed, progress)
+    def recording(self, model, data, members=1000, seed=0):
+        posterior = fit(self, model, data, members, seed)
         fits.append((seed, posterior))
         return posterior
 

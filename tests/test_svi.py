@@ -135,7 +135,7 @@ def tiny_spheres():
     return load_spheres(dim=5, n_train=60, n_val=100, seed=0)
 
 
-TINY = dict(num_steps=300, batch_size=20, progress=False)
+TINY = dict(num_steps=300, batch_size=20)
 
 
 ENGINES = {
@@ -186,7 +186,6 @@ def test_per_datum_loss_is_the_summed_loss_over_n(tiny_spheres):
             batch_size=20,
             loss_scale=scale,
             jit=False,
-            progress=False,
         )
         first[scale] = float(post.elbo[0])
     assert first["sum"] == pytest.approx(60 * first["per_datum"], rel=1e-10)
@@ -254,7 +253,7 @@ def test_a_fit_that_fails_at_the_first_step_quotes_no_earlier_loss(tiny_spheres,
     sentinel_np.empty = lambda n: np.full(n, 123456.0)
     monkeypatch.setattr(svi, "np", sentinel_np)  # svi's numpy only
     with pytest.raises(svi.DivergedError, match="step 0") as err:
-        svi.fit(Flat(), broken, members=5, num_steps=5, batch_size=60, jit=False, progress=False)
+        svi.fit(Flat(), broken, members=5, num_steps=5, batch_size=60, jit=False)
     assert "1.235e+05" not in str(err.value) and "123456" not in str(err.value), str(err.value)
 
 

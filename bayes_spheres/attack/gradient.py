@@ -35,6 +35,7 @@ from bayes_spheres.attack.points import (
     stages,
 )
 from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.progress import bars_disabled
 
 __all__ = [
     "Objective",
@@ -58,7 +59,6 @@ def projected_gradient_ascent(
     patience: int | None = 10,
     backtrack: bool = True,
     desc: str | None = None,
-    progress: bool = True,
     value_and_grad: ValueGradFn | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Maximise ``score`` over spheres, all restarts as one batch; returns best ``x`` and scores.
@@ -82,7 +82,9 @@ def projected_gradient_ascent(
         best_x = x.clone()
         restarts = Patience(f, tol, patience)
         eta = torch.full_like(f, step_size)
-        bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+        bar = tqdm(
+            range(max_steps), desc=desc, disable=bars_disabled(), leave=False, mininterval=1.0
+        )
         for _ in bar:
             idx = restarts.active.nonzero().squeeze(-1)
             if idx.numel() == 0:
@@ -129,16 +131,15 @@ class PGDSettings:
         checks.flag("backtrack", self.backtrack)
 
     def __call__(
-        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = True
+        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0
     ) -> AdversarialPoints:
-        return pgd(ensemble, radii, seed, progress, self)
+        return pgd(ensemble, radii, seed, self)
 
 
 def pgd(
     ensemble: Ensemble,
     radii: tuple[float, float],
     seed: int = 0,
-    progress: bool = True,
     settings: PGDSettings | None = None,
     **overrides: Any,
 ) -> AdversarialPoints:
@@ -154,9 +155,7 @@ def pgd(
     )  # fmt: skip
     backtrack, warmup_steps, max_steps = s.backtrack, s.warmup_steps, s.max_steps
     x0, radius, label = ensemble_starts(ensemble, restarts_per_sphere, radii, seed)
-    common = dict(
-        radius=radius, step_size=step_size, tol=tol, backtrack=backtrack, progress=progress
-    )
+    common = dict(radius=radius, step_size=step_size, tol=tol, backtrack=backtrack)
     x = x0
     for objective, steps, warmup in stages(ensemble, warmup_steps, max_steps):
         x, _ = projected_gradient_ascent(

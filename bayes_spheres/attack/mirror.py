@@ -37,6 +37,7 @@ from bayes_spheres.attack.points import (
 from bayes_spheres.attack.vertices import vertex_logits
 from bayes_spheres.data import INNER, OUTER
 from bayes_spheres.ensemble import Ensemble
+from bayes_spheres.progress import bars_disabled
 
 # A step moves log(u_i / u_j) by at most ``eta``; past ~1e3 every coordinate behind the
 # leader underflows to 0 in float64, so a larger step changes nothing but risks inf - inf.
@@ -53,7 +54,6 @@ def mirror_ascent(
     patience: int,
     step_growth: float = 2.0,
     desc: str | None = None,
-    progress: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Maximise over simplices ``sum u = r^2`` by exponentiated gradient; returns ``u`` and values.
 
@@ -75,7 +75,7 @@ def mirror_ascent(
     f, g = value_and_grad(torch.exp(theta + log_r2), rows)
     restarts = Patience(f, tol, patience)
     eta = torch.full_like(f, step_size)
-    bar = tqdm(range(max_steps), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = tqdm(range(max_steps), desc=desc, disable=bars_disabled(), leave=False, mininterval=1.0)
     for _ in bar:
         idx = restarts.active.nonzero().squeeze(-1)
         if idx.numel() == 0:
@@ -147,16 +147,15 @@ class SimplexSettings:
         checks.fraction("vertex_blend", self.vertex_blend)
 
     def __call__(
-        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = True
+        self, ensemble: Ensemble, radii: tuple[float, float], seed: int = 0
     ) -> AdversarialPoints:
-        return simplex(ensemble, radii, seed, progress, self)
+        return simplex(ensemble, radii, seed, self)
 
 
 def simplex(
     ensemble: Ensemble,
     radii: tuple[float, float],
     seed: int = 0,
-    progress: bool = True,
     settings: SimplexSettings | None = None,
     **overrides: Any,
 ) -> AdversarialPoints:
@@ -192,9 +191,7 @@ def simplex(
             u[rows] = vertex_starts_u(ensemble, r, sphere, vertex_starts, u[rows], vertex_blend)
         from_vertex[rows] = True
 
-    common = dict(
-        step_size=step_size, tol=tol, patience=patience, step_growth=step_growth, progress=progress
-    )
+    common = dict(step_size=step_size, tol=tol, patience=patience, step_growth=step_growth)
     everyone = torch.ones_like(from_vertex)
     for objective, steps, warmup in stages(ensemble, warmup_steps, max_steps):
         rows = ~from_vertex if warmup else everyone  # the warm-up would pull vertex starts away

@@ -58,7 +58,7 @@ def polish(
         max_steps=max_steps,
         tol=tol,
         patience=patience,
-        progress=False,
+        desc="polish",
     )
     x = project(torch.where(points.x < 0, -1.0, 1.0) * u.sqrt(), points.radius)
     prob = ensemble.wrong_prob(x, points.label)

@@ -26,16 +26,14 @@ def vertex_logits(ensemble: Ensemble, radius: float, label: int) -> Tensor:
     return (1.0 - 2.0 * label) * a
 
 
-def vertex(
-    ensemble: Ensemble, radii: tuple[float, float], seed: int = 0, progress: bool = False
-) -> AdversarialPoints:
+def vertex(ensemble: Ensemble, radii: tuple[float, float], seed: int = 0) -> AdversarialPoints:
     """The best vertex of each sphere for the ensemble: exact for one model, a bound otherwise.
 
     Returns one point per sphere (inner first). For S > 1 members the ensemble's probability
     is evaluated at all D vertices and the best is kept; the true ensemble optimum may lie
     off the vertices, so this is then a lower bound on the worst case.
     """
-    del seed, progress  # deterministic and instant
+    del seed  # deterministic and instant
     dtype, device = ensemble.w.dtype, ensemble.w.device
     xs, labels = [], []
     for label, r in zip((INNER, OUTER), radii, strict=True):

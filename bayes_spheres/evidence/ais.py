@@ -33,11 +33,10 @@ from bayes_spheres.evidence.schedules import (
 from bayes_spheres.evidence.tempering import Evidence, Tempering
 from bayes_spheres.kernels.paths import PATHS, Problem, Refused
 from bayes_spheres.kernels.settings import SliceSettings
+from bayes_spheres.progress import bars_disabled
 
 
-def anneal(
-    move: Move, theta: Tensor, betas: Tensor, progress: bool = False
-) -> tuple[Tensor, Tensor]:
+def anneal(move: Move, theta: Tensor, betas: Tensor) -> tuple[Tensor, Tensor]:
     """AIS from the prior draws ``theta`` [P, size] along ``betas`` [K + 1]: before the move
     to ``beta_k`` each particle's log weight gains ``(beta_k - beta_{k-1}) log p(y | theta)``,
     then ``move`` leaves ``p_beta_k`` invariant. Returns the log weights [P] and the spread
@@ -45,7 +44,7 @@ def anneal(
     state = move.start(theta)
     log_weights = theta.new_zeros(len(theta))
     spread = []
-    for k in tqdm(range(1, len(betas)), desc="AIS", disable=not progress, leave=False):
+    for k in tqdm(range(1, len(betas)), desc="AIS", disable=bars_disabled(), leave=False):
         log_likelihood = move.log_likelihood(state)
         log_weights = log_weights + float(betas[k] - betas[k - 1]) * log_likelihood
         spread.append(log_likelihood.std() if len(theta) > 1 else log_likelihood.new_zeros(()))
@@ -110,7 +109,6 @@ def annealed_importance_sampling(
     *args: Any,
     settings: AISSettings | None = None,
     seed: int = 0,
-    progress: bool = False,
     fixed: dict[str, Tensor] | None = None,
     **kwargs: Any,
 ) -> Evidence:
@@ -173,10 +171,10 @@ def annealed_importance_sampling(
 
     if schedule is Schedule.ADAPTIVE:
         theta = draws(pilot_particles)
-        _, spread = anneal(new_move(theta), theta, pilot_betas, progress)
+        _, spread = anneal(new_move(theta), theta, pilot_betas)
         betas = thermodynamic_schedule(pilot_betas, spread, temperatures)
     theta = draws(particles)
     move = new_move(theta)
-    log_weights, _ = anneal(move, theta, betas, progress)
+    log_weights, _ = anneal(move, theta, betas)
     info = {**move.info, "schedule": schedule.value}
     return Evidence.of(log_weights.detach().cpu().double(), temperatures, info)

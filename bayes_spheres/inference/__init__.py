@@ -1,5 +1,5 @@
 """Inference methods: each method's settings object, called with ``(model, data, members,
-seed, progress)``, returns a :class:`Posterior`, so every method feeds the same ensemble,
+seed)``, returns a :class:`Posterior`, so every method feeds the same ensemble,
 attack and metrics code, and each posterior writes its own files into a run folder."""
 
 from __future__ import annotations

@@ -115,10 +115,9 @@ class BootstrapSettings:
             object.__setattr__(self, name, value)
 
     def __call__(
-        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0,
-        progress: bool = True,
-    ) -> Posterior:  # fmt: skip
-        return fit(model, data, members, seed, self, progress)
+        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0
+    ) -> Posterior:
+        return fit(model, data, members, seed, self)
 
 
 def fit(
@@ -127,7 +126,6 @@ def fit(
     members: int = 1000,
     seed: int = 0,
     settings: BootstrapSettings | None = None,
-    progress: bool = True,
     **overrides: Any,
 ) -> Posterior:
     """``members`` MAP fits of ``model`` on bootstrap resamples, solved as one batch, with
@@ -135,9 +133,8 @@ def fit(
 
     ``init="map"`` starts every fit at the full data's MAP (fitted first; each resample's
     MAP lies near it), ``"zero"`` at the origin, as a fit from scratch would; the two agree
-    once the fits converge, and differ when ``max_iter`` stops them early. ``progress``: no
-    bar (one batched fit; its iterations are logged)."""
-    del progress
+    once the fits converge, and differ when ``max_iter`` stops them early. No progress bar
+    (one batched fit; its iterations are logged)."""
     config = replace(settings or BootstrapSettings(), **overrides)
     tolerance_grad = config.tolerance_grad
     gen = torch.Generator().manual_seed(seed)

@@ -82,10 +82,9 @@ class LaplaceSettings(MAPSettings):
     it fits (:func:`fit`)."""
 
     def __call__(
-        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0,
-        progress: bool = True,
-    ) -> Posterior:  # fmt: skip
-        return fit(model, data, members, seed, self.lbfgs, progress)
+        self, model: SphereModel, data: SphereData, members: int = 1000, seed: int = 0
+    ) -> Posterior:
+        return fit(model, data, members, seed, self.lbfgs)
 
 
 def fit(
@@ -94,11 +93,10 @@ def fit(
     members: int = 1000,
     seed: int = 0,
     lbfgs: LBFGSSettings | None = None,
-    progress: bool = True,
 ) -> Posterior:
     """Laplace approximation of ``model``'s posterior: an ensemble of ``members`` draws
-    (``progress``: no bar, the fit takes seconds)."""
-    del seed, progress  # the caller seeds Pyro
+    (no progress bar: the fit takes seconds)."""
+    del seed  # the caller seeds Pyro
     guide, info = laplace_guide(model, data.phi_train, data.y_train, lbfgs=lbfgs)
     if info["hessian_jitter"]:
         log.warning("Laplace: Hessian not positive definite; jitter %.3g", info["hessian_jitter"])

@@ -64,10 +64,9 @@ class MAPSettings:
             raise checks.SettingError("lbfgs", self.lbfgs, "must be an LBFGSSettings")
 
     def __call__(
-        self, model: SphereModel, data: SphereData, members: int = 1, seed: int = 0,
-        progress: bool = True,
-    ) -> Posterior:  # fmt: skip
-        return fit(model, data, members, seed, self.lbfgs, progress)
+        self, model: SphereModel, data: SphereData, members: int = 1, seed: int = 0
+    ) -> Posterior:
+        return fit(model, data, members, seed, self.lbfgs)
 
 
 def lbfgs_minimise(
@@ -126,11 +125,10 @@ def fit(
     members: int = 1,
     seed: int = 0,
     lbfgs: LBFGSSettings | None = None,
-    progress: bool = True,
 ) -> Posterior:
-    """MAP of ``model`` on the training set: an ensemble of one (``progress``: no bar, one
+    """MAP of ``model`` on the training set: an ensemble of one (no progress bar: one
     L-BFGS fit takes well under a second)."""
-    del members, seed, progress  # deterministic: always one member
+    del members, seed  # deterministic: always one member
     latents, info = map_estimate(model, data.phi_train, data.y_train, lbfgs=lbfgs)
     w, b = weights_of(model, latents, data.dim)
     log.info(

@@ -29,6 +29,7 @@ from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference import Posterior
 from bayes_spheres.kernels import Slice, SliceSettings, VectorizedMCMC
 from bayes_spheres.models import SphereModel, weights_of
+from bayes_spheres.progress import bars_disabled
 from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,8 @@ class MCMCSettings:
         data: SphereData,
         members: int = 1000,
         seed: int = 0,
-        progress: bool = True,
     ) -> Posterior:
-        return fit(model, data, members, seed, self, progress)
+        return fit(model, data, members, seed, self)
 
 
 def fit(
@@ -92,14 +92,13 @@ def fit(
     members: int = 1000,
     seed: int = 0,
     settings: MCMCSettings | None = None,
-    progress: bool = True,
 ) -> Posterior:
     """``members`` draws from ``model``'s posterior by MCMC (:class:`MCMCSettings`). The
     global random stream is seeded with ``seed`` inside and restored after."""
     settings = settings or MCMCSettings()
     draws = math.ceil(members / settings.num_chains)
     run = {"num_samples": draws * settings.thin, "warmup_steps": settings.warmup,
-           "num_chains": settings.num_chains, "disable_progbar": not progress}  # fmt: skip
+           "num_chains": settings.num_chains, "disable_progbar": bars_disabled()}  # fmt: skip
     with torch_settings(settings.threads), warnings.catch_warnings(), torch.random.fork_rng():
         warnings.filterwarnings("ignore", "num_chains=", UserWarning)  # sequential chains
         pyro.set_rng_seed(seed)

@@ -38,6 +38,7 @@ from bayes_spheres.inference.elbo_gradients import (
     first_step_gap,
 )
 from bayes_spheres.models import SphereModel
+from bayes_spheres.progress import bars_disabled
 from bayes_spheres.torch_context import torch_settings
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,8 @@ class SVISettings:
         data: SphereData,
         members: int = 1000,
         seed: int = 0,
-        progress: bool = True,
     ) -> Posterior:
-        return fit(model, data, members, seed, self, progress)
+        return fit(model, data, members, seed, self)
 
 
 def fit(
@@ -152,7 +152,6 @@ def fit(
     members: int = 1000,
     seed: int = 0,
     settings: SVISettings | None = None,
-    progress: bool = True,
     **overrides: Any,
 ) -> Posterior:
     """Fit ``model``'s posterior by SVI with ``settings`` (:class:`SVISettings`; keyword
@@ -214,7 +213,7 @@ def fit(
                 return step(momentum, factor, batch)
 
     with torch_settings(threads):
-        losses, wall, cpu = _steps(step_fn, num_steps, optim, progress)
+        losses, wall, cpu = _steps(step_fn, num_steps, optim)
     for name, value in pyro.get_param_store().items():
         if not torch.isfinite(value).all():
             raise DivergedError(f"SVI left a non-finite parameter {name!r}")
@@ -265,13 +264,12 @@ def _steps(
     step_fn: Callable[[], float],
     num_steps: int,
     optim: SGDSettings,
-    progress: bool,
 ) -> tuple[np.ndarray, float, float]:
     """Run the steps; the losses, and the wall and CPU seconds of the timed steps."""
     losses = np.empty(num_steps)
     # steps after the first few (the jit compiles the ELBO at step 0) are timed for the record
     timed_from = min(STEPS_BEFORE_TIMING, num_steps - 1)
-    bar = tqdm(range(num_steps), desc="SVI", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(num_steps), desc="SVI", disable=bars_disabled(), mininterval=1.0)
     for step in bar:
         if step == timed_from:
             wall, cpu = time.perf_counter(), time.process_time()
