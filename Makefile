@@ -19,16 +19,18 @@ $(STAMP): pyproject.toml
 
 # The main job: Table 1 (7 rows at the paper's scale, 10 seeds of the cheap rows and 3 of the
 # costly ones, 2 local processes), then
-# table1.md, table1.csv and figure1.png in outputs/table1/paper/. Rerunning resumes.
+# table1.md and table1.csv in outputs/table1/paper/; then Figure 1's four fits and
+# figure1.png in outputs/figure1/paper/. Rerunning resumes both.
 study: $(STAMP)
 	$(BIN)/bayes-spheres experiment=table1
+	$(BIN)/bayes-spheres experiment=figure1
 
 # One seed of Table 1 (the 10-minute version), in its own folder.
 study-one-seed: $(STAMP)
 	$(BIN)/bayes-spheres experiment=table1 seed=0 hydra.sweep.dir=outputs/table1/paper-seed0
 
 figure: $(STAMP)
-	$(BIN)/bayes-spheres-figure outputs/figure1
+	$(BIN)/bayes-spheres experiment=figure1
 
 # Beyond the paper: adversarial error against the training-set size and D (scaling.png).
 scaling: $(STAMP)

@@ -37,8 +37,8 @@ LOCK_FILE = ".lock"  # held while a process computes the run in its folder (see 
 ENSEMBLE_FILE = "ensemble.npz"
 POSTERIOR_FILE = "posterior.nc"  # draws, sample stats and pointwise log-likelihood (ArviZ)
 POINTS_FILE = "adversarial_points.npz"  # the configured attack's; _<name> for the others
-# Figure 1's own fits are run folders under this folder of the figure's output (in the
-# Table 1 sweep, of the sweep folder); they are not rows of a table.
+# Figure 1's own fits are run folders under this folder of its sweep's
+# (conf/experiment/figure1.yaml); they are not rows of a table.
 FIGURE_FITS = "figure1_fits"
 # Settings that do not change a run's numbers: left out of its config digest.
 NOT_IN_DIGEST = frozenset({"force", "progress", "threads", "hydra"})

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from bayes_spheres import report
 from bayes_spheres.config import validate
+from bayes_spheres.progress import BARS_OFF
 from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -290,7 +291,6 @@ def sweep_command(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> list[s
         "restarts=4",
         "progress=false",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        "hydra.callbacks.table1.figure=false",
         *launcher,
         "extra_attacks.simplex.vertex_starts=2",
         *extra,
@@ -298,12 +298,15 @@ def sweep_command(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> list[s
 
 
 def sweep(tmp_path: Path, *extra: str, launcher=LOCAL_ONE_JOB) -> subprocess.CompletedProcess:
+    """The sweep in a process of its own, without this one's ``TQDM_DISABLE`` (the tests'
+    own, tests/conftest.py), so that its config alone switches its bars."""
     return subprocess.run(
         sweep_command(tmp_path, *extra, launcher=launcher),
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != BARS_OFF},
     )
 
 
@@ -390,6 +393,14 @@ TINY = [
 ]
 
 
+# Per sweep: its own values of keys (in place of TINY's). Figure 1's MCMC keeps every draw
+# (at least 4 per chain for R-hat), and its middle and right panels are the 2-D problem.
+EXTRA = {
+    "table1": {"extra_attacks.simplex.vertex_starts": "extra_attacks.simplex.vertex_starts=1"},
+    "figure1": {"members": "members=40", "data.dim": "data.dim=2"},
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_runs_at_quick_scale(tmp_path, experiment):
@@ -400,11 +411,15 @@ def test_every_experiment_config_runs_at_quick_scale(tmp_path, experiment):
     if OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN":
         shrink = {"data.n_train": "data.n_train=40,80", "data.dim": "data.dim=4,6"}
         swept = [shrink[k] for k in cfg.hydra.sweeper.params if k in shrink]
-        args = [f"experiment={experiment}", *TINY, *swept, "seed=0"]
-        args.append("extra_attacks.simplex.vertex_starts=1")
+        tiny = [a for a in TINY if a.split("=")[0] not in EXTRA.get(experiment, {})]
+        args = [
+            f"experiment={experiment}",
+            *tiny,
+            *swept,
+            "seed=0",
+            *EXTRA.get(experiment, {}).values(),
+        ]
         args += [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.n_jobs=1"]
-        if "table1" in cfg.hydra.callbacks:
-            args.append("hydra.callbacks.table1.figure=false")
         res = subprocess.run(
             [sys.executable, "-m", "bayes_spheres.app", *args],
             capture_output=True,
@@ -414,11 +429,13 @@ def test_every_experiment_config_runs_at_quick_scale(tmp_path, experiment):
         )
         assert res.returncode == 0, res.stderr[-3000:]
         assert list(tmp_path.rglob(METRICS_FILE))
-        assert list(tmp_path.glob("*.md")), "the sweep's callback wrote no table"
+        written = "figure1.png" if experiment == "figure1" else "*.md"
+        assert list(tmp_path.glob(written)), "the sweep's callback wrote nothing"
         return
     from bayes_spheres.pipeline import run
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *TINY])
+        members = ["members=40"] if experiment.startswith("figure1/") else []
+        cfg = hydra_compose("config", overrides=[f"experiment={experiment}", *TINY, *members])
     metrics = run(cfg, out_dir=tmp_path)
     assert metrics["row"]["id"] == experiment.split("/")[-1]

@@ -1,5 +1,5 @@
-"""The Hydra callbacks that build a sweep's tables when it ends (``hydra.callbacks`` in
-conf/experiment/table1.yaml and conf/experiment/scaling.yaml)."""
+"""The Hydra callbacks that build a sweep's tables and figures when it ends
+(``hydra.callbacks`` in conf/experiment/table1.yaml, figure1.yaml and scaling.yaml)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bayes_spheres.report.figure1 import figure1
 from bayes_spheres.report.scaling import write_scaling
 from bayes_spheres.report.table1 import write_table1
 
@@ -17,10 +18,7 @@ log = logging.getLogger(__package__)
 
 
 class Table1Callback(Callback):
-    """Hydra callback: at the end of a multirun, Table 1 (and Figure 1) in the sweep folder."""
-
-    def __init__(self, figure: bool = False) -> None:
-        self.figure = figure
+    """Hydra callback: at the end of a multirun, Table 1 in the sweep folder."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -30,12 +28,18 @@ class Table1Callback(Callback):
             log.warning("no table: %s", err)
             return
         log.info("wrote %s and table1.csv\n%s", sweep_dir / "table1.md", text)
-        if self.figure:
-            # here, not at the top: the figure runs its fits through the pipeline
-            from bayes_spheres.figure import figure1
 
-            paths = figure1(sweep_dir, seed=int(config.get("seed", 0)))
-            log.info("wrote %s", ", ".join(map(str, paths)))
+
+class Figure1Callback(Callback):
+    """Hydra callback: at the end of ``experiment=figure1``, Figure 1 in the sweep folder."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            paths = figure1(config.hydra.sweep.dir)
+        except (FileNotFoundError, ValueError) as err:
+            log.warning("no figure: %s", err)
+            return
+        log.info("wrote %s", ", ".join(map(str, paths)))
 
 
 class ScalingCallback(Callback):
