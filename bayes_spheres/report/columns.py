@@ -1,5 +1,5 @@
-"""What the tables read from one run's metrics (the keys ``bayes_spheres/metrics.py`` and
-``bayes_spheres/pipeline.py`` write into ``metrics.json``)."""
+"""What the tables read from one run's metrics (the keys a run writes into ``metrics.json``:
+``bayes_spheres/metrics.py``'s, its timings and its inference's diagnostics)."""
 
 from __future__ import annotations
 
