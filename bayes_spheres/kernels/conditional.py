@@ -59,11 +59,7 @@ from torch import Tensor
 
 from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
 from bayes_spheres.kernels.fast.logistic_model import bernoulli_of
-from bayes_spheres.kernels.gaussian_block import (
-    ChainsLinearLogistic,
-    ScaledDesign,
-    WhitenedLogistic,
-)
+from bayes_spheres.kernels.gaussian_block import ScaledDesign, WhitenedLogistic
 from bayes_spheres.kernels.gibbs import ConditionalSampler
 from bayes_spheres.kernels.hyper import PointDensity
 from bayes_spheres.kernels.potential import unravel
@@ -249,19 +245,15 @@ class ConditionalTarget:
         return value[0].detach(), products.detach()
 
     def conditional(self, hyper: Tensor, z: Tensor) -> WhitenedLogistic:
-        """The posteriors of ``z`` [C, Pz] given each chain's ``hyper`` [C, K]: logistic,
-        under the prior ``N(0, I)``, one logits' matrix per chain."""
+        """The posterior of ``z`` given ``hyper``: logistic, under the prior ``N(0, I)``."""
         if self.design is not None:
-            probes = [self._probe(h, zz) for h, zz in zip(hyper, z, strict=True)]
-            factors = [self.design.factors(products) for _, products in probes]
-            if all(f is not None for f in factors):
-                values = torch.stack([value for value, _ in probes])
-                return self.design.block(torch.stack(factors), values, z)
-        matrices = [self.logits_matrix(h, zz) for h, zz in zip(hyper, z, strict=True)]
-        signs = torch.stack([2.0 * labels - 1.0 for _, _, labels in matrices])
-        a_z = signs[:, :, None] * torch.stack([x for x, _, _ in matrices])
-        offsets = signs * torch.stack([offset for _, offset, _ in matrices])
-        return WhitenedLogistic(ChainsLinearLogistic(a_z, offsets))
+            value, products = self._probe(hyper, z)
+            factors = self.design.factors(products)
+            if factors is not None:
+                return self.design.block(factors, value, z)
+        x, offset, labels = self.logits_matrix(hyper, z)
+        sign = 2.0 * labels - 1.0
+        return WhitenedLogistic(sign[:, None] * x, sign * offset)
 
     def check(self, theta: Tensor, generator: torch.Generator) -> None:
         """Raise :class:`NotLinearLogistic` unless, at ``theta``'s ``hyper``, the logits are
@@ -269,11 +261,11 @@ class ConditionalTarget:
         of the reparameterised model does, between random ``z``; and unless ``split`` and
         ``join`` are inverse."""
         hyper, z = self.split(theta)
-        target = self.conditional(hyper[None], z[None])
+        target = self.conditional(hyper, z)
         steps = torch.randn(2, len(z), generator=generator, dtype=torch.float64).to(z)
         points = torch.stack([z, z + steps[0], z + steps[1], z + steps[0] + steps[1]])
         observed = [self._observed(hyper, p)[0] for p in points]
-        linear = target.signed_logits(points)  # the one chain's matrix for every point
+        linear = target.signed_offset + points @ target.signed_x.T
         signed = 2.0 * self._observed(hyper, z)[1] - 1.0
         if not all(_close(signed * o, a) for o, a in zip(observed, linear, strict=True)):
             raise NotLinearLogistic("logits are not linear in the Gaussian sites given the rest")

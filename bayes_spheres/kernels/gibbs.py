@@ -5,6 +5,7 @@ steps and why): ``z | H`` per chain on the fast integrator, ``H | z`` for all co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,13 +22,11 @@ KEEP_SHARE = 0.1
 
 
 class ConditionalSampler:
-    """The Gibbs update for C chains: one
-    :class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler` moves ``z | H`` of
-    all chains as one batch, each chain under its own logits' matrix
-    (:class:`~bayes_spheres.kernels.gaussian_block.WhitenedLogistic`), with one step size
-    adapted in warm-up over all chains' changing targets (as the fast path's is over its
-    chains); the hyper-parameters' updates (:class:`~bayes_spheres.kernels.hyper.HyperSampler`)
-    and orbit moves adapt over all chains too.
+    """The Gibbs update for C chains: each chain has its own
+    :class:`~bayes_spheres.kernels.hamiltonian.HamiltonianSliceSampler` for ``z | H`` (its
+    own step size, adapted in warm-up on its own changing targets); the hyper-parameters'
+    updates (:class:`~bayes_spheres.kernels.hyper.HyperSampler`) and orbit moves adapt over
+    all chains.
 
     ``H | z`` always runs, and ``H | G`` where it differs from it, except where every
     coordinate of ``H`` is a global scale with an orbit move: then each of the two is kept
@@ -40,14 +39,15 @@ class ConditionalSampler:
 
     def __init__(
         self,
-        sampler: HamiltonianSliceSampler,
+        chains: int,
+        new_sampler: Callable[[], HamiltonianSliceSampler],
         init_width: float = 1.0,
         max_steps: int = 20,
         *,
         orbit_moves: bool = True,
         keep_hyper_steps: bool = False,
     ) -> None:
-        self.sampler = sampler
+        self.samplers = [new_sampler() for _ in range(chains)]
         self.init_width, self.max_steps, self.orbit_moves = init_width, max_steps, orbit_moves
         self.keep_hyper_steps = keep_hyper_steps
         self.steps: dict[str, HyperSampler] = {}  # "given z", "given G": H | z, H | G
@@ -62,7 +62,7 @@ class ConditionalSampler:
         self._configured = False
 
     def _configure(self, target: ConditionalTarget) -> None:
-        first = self.sampler
+        first = self.samplers[0]
 
         def hyper_sampler() -> HyperSampler:
             return HyperSampler(
@@ -97,10 +97,10 @@ class ConditionalSampler:
 
     @property
     def warming_up(self) -> bool:
-        return self.iteration < self.sampler.warmup
+        return self.iteration < self.samplers[0].warmup
 
     def _record(self, name: str, before: Tensor, after: Tensor) -> None:
-        if self._deciding and 2 * self.iteration >= self.sampler.warmup:
+        if self._deciding and 2 * self.iteration >= self.samplers[0].warmup:
             self._jumps[name] += float(((after - before) ** 2).sum(-1).mean())
 
     def sweep(
@@ -115,10 +115,15 @@ class ConditionalSampler:
             hyper, z = self._last[1:]
         else:
             hyper, z = target.split(theta)
-        block = target.conditional(hyper, z)
-        self.sampler.retarget(block, z)
-        z, _ = self.sampler.sweep(block, z, block.log_density(z))
-        diverging = [self.sampler.diverging]
+        rows, diverging = [], []
+        for c, sampler in enumerate(self.samplers):
+            block = target.conditional(hyper[c], z[c])
+            sampler.retarget(block, z[c : c + 1])
+            moved, _ = sampler.sweep(block, z[c : c + 1], block.log_density(z[c : c + 1]))
+            rows.append(moved[0])
+            diverging.append(sampler.diverging)
+        z = torch.stack(rows)
+        diverging = [torch.cat(diverging)]
         joint = None  # log p(hyper, z) of the chains, where known
         if "given z" in self.steps:
             before = hyper
@@ -153,7 +158,7 @@ class ConditionalSampler:
             direction[k] = 1.0
             hyper, z, logp, step, evaluations = orbit_update(
                 target.joint_density, hyper, z, direction, exponents.to(z), width.width,
-                self.max_steps, logp, self.sampler.generator,
+                self.max_steps, logp, self.samplers[0].generator,
             )  # fmt: skip
             width.record(step, self.warming_up)
             self.orbit_evaluations += evaluations
@@ -162,7 +167,8 @@ class ConditionalSampler:
         return hyper, z, logp
 
     def info(self) -> dict:
-        first = self.sampler.info()
+        first = self.samplers[0].info()
+        first["step_size"] = [round(s.step_size, 6) for s in self.samplers]
         updates = max(self.iteration, 1)
         out = first | {f"hyper_{name.replace(' ', '_')}": step.info()
                        for name, step in self.steps.items()}  # fmt: skip

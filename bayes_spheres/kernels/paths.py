@@ -177,8 +177,10 @@ def univariate_sampler(
 def conditional_sampler(
     settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
 ) -> object:
-    sampler = hamiltonian_sampler(settings, warmup, like, generator)
-    return ConditionalSampler(sampler, settings.init_width, settings.max_steps)
+    def new_sampler() -> HamiltonianSliceSampler:
+        return hamiltonian_sampler(settings, warmup, like, generator)
+
+    return ConditionalSampler(len(like), new_sampler, settings.init_width, settings.max_steps)
 
 
 # The sampler for each kind of direction (fast and generic paths).

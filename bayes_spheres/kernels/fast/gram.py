@@ -14,7 +14,6 @@ large N (``kernels/fast/fast_cost.py`` chooses).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +42,6 @@ class StoredGram:
         pairs = index[:, :, None] * self.size + index[:, None, :]
         return self.matrix.reshape(-1).take(pairs)
 
-    def rows_at(self, chain: Tensor, point: Tensor) -> Tensor:
-        """``(A A')_point`` [M, N] (one matrix for every chain: ``chain`` is not read)."""
-        return self.matrix.index_select(0, point)
-
 
 class LowRankGram:
     """``A A'`` never formed: ``(A A')_J = A_J A'`` on demand (O(|J| N P)), ``(A A')_JJ =
@@ -70,40 +65,8 @@ class LowRankGram:
         rows = self.a_z.index_select(0, index.reshape(-1)).reshape(*index.shape, -1)
         return torch.bmm(rows, rows.transpose(1, 2))
 
-    def rows_at(self, chain: Tensor, point: Tensor) -> Tensor:
-        """``(A A')_point`` [M, N] (one matrix for every chain: ``chain`` is not read)."""
-        return self.a_z.index_select(0, point) @ self.a_z.T
-
 
 Gram = StoredGram | LowRankGram
-
-
-class LinearRest(Protocol):
-    """What the block integrator reads of a logistic rest ``power * sum_n log sigmoid(a_n)``
-    with activations linear in the state: :class:`LinearLogistic` (one ``A`` for all chains)
-    or one ``A`` per chain (``kernels/gaussian_block.py``). ``gram`` reads ``A A'`` (its
-    ``rows``, ``block``, ``rows_at`` and ``gathers``, as :class:`StoredGram`)."""
-
-    power: float
-    gram: object
-
-    @property
-    def points(self) -> int: ...  # N
-
-    @property
-    def size(self) -> int: ...  # P
-
-    def offsets(self, chains: int) -> Tensor: ...  # a_0 of each chain [C, N]
-
-    def activations(self, z: Tensor) -> Tensor: ...  # A z [C, N] of z [C, P]
-
-    def pullback(self, w: Tensor) -> Tensor: ...  # w A [C, P] of w [C, N]
-
-    def rows(self, index: Tensor) -> Tensor: ...  # A's rows [C, K, P] of index [C, K]
-
-    def rows_at(self, chain: Tensor, point: Tensor) -> Tensor: ...  # [M, P]
-
-    def rest(self, z: Tensor) -> tuple[Tensor, Tensor]: ...  # log density and gradient
 
 
 @dataclass
@@ -132,40 +95,7 @@ class LinearLogistic:
         """The same activations with the likelihood raised to ``power`` (shares ``A A'``)."""
         return LinearLogistic(self.a_z, self.a_0, float(power), self.gram)
 
-    # What the integrator reads, the same for one ``A`` shared by the chains (here) and for
-    # one per chain (``kernels/gaussian_block.py::ScaledLinearLogistic``).
-
-    @property
-    def points(self) -> int:
-        """N."""
-        return self.a_z.shape[0]
-
-    @property
-    def size(self) -> int:
-        """P."""
-        return self.a_z.shape[1]
-
-    def offsets(self, chains: int) -> Tensor:
-        """``a_0`` of each chain: [C, N]."""
-        return self.a_0.expand(chains, -1)
-
-    def activations(self, z: Tensor) -> Tensor:
-        """``A z`` [C, N] of ``z`` [C, P] (no offset)."""
-        return z @ self.a_z.T
-
-    def pullback(self, w: Tensor) -> Tensor:
-        """``w A`` [C, P] of ``w`` [C, N]."""
-        return w @ self.a_z
-
-    def rows(self, index: Tensor) -> Tensor:
-        """Rows ``A_index`` [C, K, P] of ``index`` [C, K]."""
-        return self.a_z.index_select(0, index.reshape(-1)).reshape(*index.shape, self.size)
-
-    def rows_at(self, chain: Tensor, point: Tensor) -> Tensor:
-        """Row ``point[m]`` of chain ``chain[m]``'s ``A``: [M, P]."""
-        return self.a_z.index_select(0, point)
-
     def rest(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """The rest's log density and its gradient at ``z`` [C, P]."""
-        a = self.activations(z) + self.a_0
-        return self.power * F.logsigmoid(a).sum(-1), self.power * self.pullback(torch.sigmoid(-a))
+        a = torch.addmm(self.a_0, z, self.a_z.T)
+        return self.power * F.logsigmoid(a).sum(-1), self.power * (torch.sigmoid(-a) @ self.a_z)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bayes_spheres.kernels.fast.gram import LinearRest
+from bayes_spheres.kernels.fast.gram import LinearLogistic
 from bayes_spheres.kernels.leapfrog import ended, energy, flow
 from bayes_spheres.kernels.protocols import TrajectoryStep
 from bayes_spheres.kernels.slice_trajectory import (
@@ -58,12 +58,11 @@ def slice_trajectory_linear(
     max_energy: float = MAX_ENERGY,
     generator: torch.Generator | None = None,
     *,
-    linear: LinearRest,
+    linear: LinearLogistic,
 ) -> TrajectoryStep:
     """:func:`~bayes_spheres.kernels.slice_trajectory.slice_trajectory` with a Gaussian part and a
-    :class:`~bayes_spheres.kernels.fast.gram.LinearRest` rest (one ``A`` for all chains or
-    one per chain): the same chain for the same random stream (to rounding), much cheaper
-    per step. (``grad``, the rest's gradient at ``z``, is part of the
+    :class:`LinearLogistic` rest: the same chain for the same random stream (to rounding),
+    much cheaper per step. (``grad``, the rest's gradient at ``z``, is part of the
     :class:`~bayes_spheres.kernels.protocols.Splitting` hook; kicks here come from the
     activations.)
 
@@ -135,7 +134,7 @@ class _Path:
 
 
 def _integrate(
-    z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearRest, level: Tensor
+    z: Tensor, v: Tensor, eps: float, steps: int, linear: LinearLogistic, level: Tensor
 ) -> _Path:
     """``steps`` leapfrog steps (half kick, rotation by ``eps``, half kick) from ``(z, v)``
     [C, P], in blocks; each chain's energies from its first one above ``level`` [C] on are
@@ -157,15 +156,15 @@ def _integrate(
     chains, p = z.shape
     if steps == 0:
         return _Path(z.new_empty(chains, 0), [])
-    a_0, gram = linear.offsets(chains), linear.gram  # [C, N]
-    x_a, u_a = linear.activations(z), linear.activations(v)  # [C, N]: A z, A v
+    a_0, gram = linear.a_0, linear.gram
+    x_a, u_a = z @ linear.a_z.T, v @ linear.a_z.T  # [C, N]: A z, A v
     gaussian = 0.5 * ((z * z).sum(-1) + (v * v).sum(-1))  # [C], kept by the rotations
-    if linear.points == 0:  # no data: the exact rotation, at constant energy
+    if len(a_0) == 0:  # no data: the exact rotation, at constant energy
         times = eps * torch.arange(1, steps + 1, dtype=z.dtype, device=z.device)
         block = _Block(0, z, v, torch.cos(times), torch.sin(times), z.new_zeros(chains, 0, p),
                        z.new_zeros(chains, steps, 0))  # fmt: skip
         return _Path(truncate(gaussian.expand(steps, chains), level).T, [block])
-    block = max(1, min(BLOCK_STEPS, BLOCK_ELEMENTS // (chains * linear.points)))
+    block = max(1, min(BLOCK_STEPS, BLOCK_ELEMENTS // (chains * len(a_0))))
     slack, done, kick, start = CANDIDATE_SLACK, 0, None, block
     over = torch.zeros(chains, dtype=torch.bool, device=z.device)  # directions that ended
     blocks, energies = [], []
@@ -194,9 +193,7 @@ def _integrate(
         candidates = low.topk(size, largest=False).indices  # [C, J]
         gram_jj = gram.block(candidates)  # [C, J, J]
         x_j, u_j = x_a.gather(1, candidates), u_a.gather(1, candidates)
-        weights = _candidate_weights(
-            x_j, u_j, a_0.gather(1, candidates), gram_jj, eps, b, linear.power
-        )
+        weights = _candidate_weights(x_j, u_j, a_0[candidates], gram_jj, eps, b, linear.power)
         weights = weights.masked_fill(over[:, None, None], 0.0)
         # the candidates that pulled at all (on separable data a few per chain), first
         pulled = (weights > 0).any(1)  # [C, J]
@@ -214,7 +211,7 @@ def _integrate(
         # every activation after each step: [cos, sin, 1, m] @ [A z; A v; a_0; (A A')_K]
         terms = torch.cat([cos.expand(chains, b)[..., None], sin.expand(chains, b)[..., None],
                            torch.ones_like(m[..., :1]), m], 2)  # fmt: skip
-        basis = torch.cat([x_a[:, None], u_a[:, None], a_0[:, None], rows_n], 1)
+        basis = torch.cat([x_a[:, None], u_a[:, None], a_0.expand(chains, 1, -1), rows_n], 1)
         a = terms @ basis  # [C, b, N]
         a_min = a.amin(1)  # [C, N]
         a_min = a_min.masked_fill(over[:, None], math.inf)
@@ -237,7 +234,7 @@ def _integrate(
         )  # fmt: skip
         energies.append(kinetic - linear.power * _log_likelihood(a, a_min))
         over |= ended(energies[-1], level[:, None]).any(1)
-        rows_p = linear.rows(kickers)  # [C, K, P]
+        rows_p = linear.a_z.index_select(0, kickers.reshape(-1)).reshape(chains, width, p)
         blocks.append(_Block(done, z, v, cos, sin, rows_p, m))
         z, v = (
             torch.baddbmm((z * cos[-1] + v * sin[-1])[:, None], m[:, -1:], rows_p)[:, 0],
@@ -271,7 +268,7 @@ def _dense_step(
     x_a: Tensor,
     u_a: Tensor,
     eps: float,
-    linear: LinearRest,
+    linear: LinearLogistic,
     kick: tuple[Tensor, Tensor] | None,
     over: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]:
@@ -280,19 +277,18 @@ def _dense_step(
     kick at the new position (``kick``: the one at the start, if known: the previous dense
     step's). Chains ``over`` [C] get no kicks."""
     half = 0.5 * eps
-    a_0 = linear.offsets(len(z))
-    kick_z, kick_a = _kicks(x_a + a_0, linear, over) if kick is None else kick
+    kick_z, kick_a = _kicks(x_a + linear.a_0, linear, over) if kick is None else kick
     v, u_a = v + half * kick_z, u_a + half * kick_a
     z, v = flow(z, v, eps, True)
     x_a, u_a = flow(x_a, u_a, eps, True)
-    a = x_a + a_0
+    a = x_a + linear.a_0
     kick_z, kick_a = _kicks(a, linear, over)
     v, u_a = v + half * kick_z, u_a + half * kick_a
     ll = linear.power * torch.where(a < ACTIVE_BELOW, F.logsigmoid(a), 0.0).sum(-1)
     return z, v, x_a, u_a, energy(z, v, ll, True), (kick_z, kick_a)
 
 
-def _kicks(a: Tensor, linear: LinearRest, over: Tensor) -> tuple[Tensor, Tensor]:
+def _kicks(a: Tensor, linear: LinearLogistic, over: Tensor) -> tuple[Tensor, Tensor]:
     """The kick ``power sum_n w_n [A | A A']_n`` of each chain at activations ``a`` [C, N] (none
     for chains ``over``), split into its ``z`` part [C, P] and its activations' part [C, N]:
     the rows of the points that pull gathered where they are few, else products (the
@@ -300,21 +296,20 @@ def _kicks(a: Tensor, linear: LinearRest, over: Tensor) -> tuple[Tensor, Tensor]
     matrix is not stored)."""
     a = a.masked_fill(over[:, None], math.inf)
     chains, points = a.shape
-    p = linear.size
+    p = linear.a_z.shape[1]
     chain, point = (a < KICK_BELOW).nonzero(as_tuple=True)
     pulling = point.numel()
     if pulling * GATHER_COST > chains * points or pulling * p > GATHER_ELEMENTS:
-        kick_z = linear.pullback(linear.power * _weights(a))
+        kick_z = (linear.power * _weights(a)) @ linear.a_z
     else:
         weight = linear.power * torch.sigmoid(-a[chain, point])
-        rows = linear.rows_at(chain, point) * weight[:, None]
-        kick_z = a.new_zeros(chains, p).index_add_(0, chain, rows)
+        kick_z = a.new_zeros(chains, p).index_add_(0, chain, linear.a_z[point] * weight[:, None])
     gram = linear.gram
     dear = pulling * GATHER_COST > chains * p or pulling * points > GATHER_ELEMENTS
     if dear or not gram.gathers:
-        return kick_z, linear.activations(kick_z)
+        return kick_z, kick_z @ linear.a_z.T
     weight = linear.power * torch.sigmoid(-a[chain, point])
-    kick_a = torch.zeros_like(a).index_add_(0, chain, gram.rows_at(chain, point) * weight[:, None])
+    kick_a = torch.zeros_like(a).index_add_(0, chain, gram.rows(point) * weight[:, None])
     return kick_z, kick_a
 
 
