@@ -7,7 +7,7 @@ runs inference: every module reads run folders (``bayes_spheres/run_folder.py``)
 
 Modules: ``runs.py`` (finding runs and grouping them), ``columns.py`` (what is read from a
 run), ``summary.py`` (mean and standard error over seeds), ``markdown.py`` (a DataFrame as a
-markdown table), ``table1.py``, ``readings.py`` and ``scaling.py`` (the tables),
+markdown table), ``table1.py``, ``readings.py``, ``scaling.py`` and ``stages.py`` (the tables),
 ``figure1.py`` (Figure 1), ``callbacks.py`` (Hydra callbacks) and ``cli.py`` (the command).
 """
 

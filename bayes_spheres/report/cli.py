@@ -7,8 +7,9 @@ import argparse
 
 from bayes_spheres.report.compare import compare_markdown
 from bayes_spheres.report.readings import readings_table
-from bayes_spheres.report.runs import collect
+from bayes_spheres.report.runs import collect, collect_some
 from bayes_spheres.report.scaling import write_scaling
+from bayes_spheres.report.stages import stages_table
 from bayes_spheres.report.table1 import write_table1
 
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
         "--scaling", action="store_true", help="scaling.md and scaling.png (experiment=scaling)"
     )
     parser.add_argument(
+        "--stages", action="store_true", help="seconds per stage and row; writes nothing"
+    )
+    parser.add_argument(
         "--compare",
         action="store_true",
         help="az.compare (PSIS-LOO) over the run folders' posterior.nc, with Pareto k",
@@ -50,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.scaling:
         try:
             print("\n".join(map(str, write_scaling(args.root))))
+        except FileNotFoundError as err:
+            raise SystemExit(f"bayes-spheres-report: {err}") from err
+        return
+    if args.stages:
+        try:
+            print(stages_table(collect_some(args.root)))
         except FileNotFoundError as err:
             raise SystemExit(f"bayes-spheres-report: {err}") from err
         return
