@@ -15,7 +15,7 @@ has a short closed form, so one step is a handful of BLAS calls on the same para
 The step draws its noise in the order Pyro's ``Trace_ELBO`` does (the guide's ``eps``, then
 ``q(s)``'s, then the model's minibatch), applies SGD with momentum exactly as
 ``torch.optim.SGD`` does, and writes into the very tensors of Pyro's param store: the same
-seed follows the Pyro path to rounding (``tests/test_elbo_gradients.py``), and the fitted
+seed follows the Pyro path to rounding (``tests/inference/test_elbo_gradients.py``), and the fitted
 guide is then used as any other. Derivation, with ``f`` the loss scale (``1/N`` per datum),
 ``z = loc + S (eps + L eps)``, ``S = softplus(u)`` and ``g = d(-log p(z) - lik(z))/dz``::
 
@@ -72,7 +72,7 @@ class Momentum:
     update) and a call per step: measured at D = 500 (1,000 steps, on a loaded 2-core
     machine) 0.49-0.57 against 0.62-0.69 ms per step for SVI and 0.67-0.72 against
     1.16-1.36 ms for Hier. SVI. Tested the same as Pyro's ``SGD``: the closed-form fits follow
-    Pyro's path (``tests/test_elbo_gradients.py``)."""
+    Pyro's path (``tests/inference/test_elbo_gradients.py``)."""
 
     lr: float
     momentum: float

@@ -14,7 +14,7 @@ move is a univariate slice update (Neal 2003) of ``t`` on
     log p(H + t h, e^(t c) z) + t sum(c).
 
 (For ``c = -a`` on all ``D`` coordinates this is ``p(log s + t, e^(-a t) z) e^(-a D t)``.)
-:func:`orbit_update` makes it for C chains; ``tests/test_conditional.py`` checks it
+:func:`orbit_update` makes it for C chains; ``tests/kernels/test_conditional.py`` checks it
 against quadrature, and that leaving out the Jacobian fails.
 
 **Which direction and exponents.** :func:`orbit_exponents`: for a hyper coordinate ``k``,

@@ -94,7 +94,7 @@ def test_plain_forms_are_the_generic_leapfrog(form, prior, sparse, beta):
 )
 def test_rows_form_is_the_generic_leapfrog(monkeypatch, kick_below, candidates_max, beta):
     """The block integrator with ``A A'`` computed row by row (``rows``): the same chain as
-    the generic one, as ``gram`` (``tests/test_hamiltonian.py``): to rounding with every
+    the generic one, as ``gram`` (``tests/kernels/test_hamiltonian.py``): to rounding with every
     force, to 1e-5 with kicks from ``a < 15`` only (gradients of ~10 differ by ~5e-5); also
     with every step dense (products with ``A``, never gathered rows). And ``gram``'s chain
     to rounding whatever the forces."""

@@ -17,6 +17,7 @@ from bayes_spheres.attack import AdversarialPoints
 from bayes_spheres.config import ConfigError
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.pipeline import run
+from bayes_spheres.progress import BARS_OFF
 from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE, finished_metrics
 
 METRIC_KEYS = {
@@ -34,12 +35,16 @@ def without_timings(metrics: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory, compose_session):
-    """One default quick run (flat model, MAP, PGD), shared by the read-only tests."""
+    """One default quick run (flat model, MAP, PGD), shared by the read-only tests. Module
+    scope runs it outside the per-test fixtures, so undo here what ``run`` changes for the
+    process: the default dtype, and ``TQDM_DISABLE`` (bars off with ``progress=false``)."""
     out = tmp_path_factory.mktemp("quick")
     cfg = compose_session([])
     old = torch.get_default_dtype()
     try:
-        return cfg, out, run(cfg, out_dir=out)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(BARS_OFF, "1")  # recorded, so leaving the block restores the old value
+            return cfg, out, run(cfg, out_dir=out)
     finally:
         torch.set_default_dtype(old)
 
@@ -214,7 +219,7 @@ def test_float32_run(compose, tmp_path):
         assert f["w"].dtype == np.float32
 
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def group_options(group: str) -> list[str]:
@@ -258,7 +263,7 @@ def test_a_sweeps_callbacks_see_their_own_folders_as_cells(tmp_path):
 
     from bayes_spheres.run_folder import sweep_cell
 
-    conf = Path(__file__).resolve().parent.parent / "conf"
+    conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         overrides = ["experiment=table1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
         cfg = compose("config", overrides=overrides, return_hydra_config=True)

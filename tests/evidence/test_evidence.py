@@ -262,7 +262,7 @@ def test_the_study_script_writes_each_cell_once_and_reports_bayes_factors(tmp_pa
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "evidence.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "evidence.py"
     command = [
         sys.executable, str(script), "--models", "flat", "shared_mean", "hier_centered",
         "--seeds", "0", "--override", "data.dim=4", "data.n_train=20", "--particles", "4",

@@ -50,12 +50,13 @@ def noncentered(x, y):
 
 @pytest.fixture
 def data():
+    old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(30, generator=g)
     y = torch.bernoulli(torch.sigmoid(2.0 * x - 0.5), generator=g)
     yield x, y
-    torch.set_default_dtype(torch.float32)
+    torch.set_default_dtype(old)
 
 
 def quadrature_moments(x, y) -> dict[str, tuple[float, float]]:
@@ -84,8 +85,8 @@ def quadrature_moments(x, y) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize(
     ("model", "cpus"),
-    # the worker-process regime on the non-centred model: slow (tests/test_mcmc.py runs the
-    # kernel in both regimes in the default suite)
+    # the worker-process regime on the non-centred model: slow (tests/inference/test_mcmc.py runs
+    # the kernel in both regimes in the default suite)
     [(centered, SEQUENTIAL), pytest.param(noncentered, PARALLEL, marks=pytest.mark.slow)],
     ids=["centered-sequential", "noncentered-parallel"],
 )

@@ -16,6 +16,7 @@ from bayes_spheres.config import validate
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.inference.svi import SVISettings
 from bayes_spheres.pipeline import RESAMPLE_SEED_OFFSET, run
+from bayes_spheres.progress import BARS_OFF
 from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE
 
 SMALL = [
@@ -43,6 +44,7 @@ def run_recording_fits(cfg, out) -> tuple[dict, list]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(method, "__call__", recording)
+        mp.setenv(BARS_OFF, "1")  # run switches bars off for the process: undone on leaving
         metrics = run(cfg, out_dir=out)
     return metrics, fits
 

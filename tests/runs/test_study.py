@@ -26,7 +26,7 @@ from bayes_spheres.config import validate
 from bayes_spheres.progress import BARS_OFF
 from bayes_spheres.run_folder import LOCK_FILE, METRICS_FILE
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 ROWS = sorted(p.stem for p in (CONF / "experiment" / "table1").glob("*.yaml"))
 
 
