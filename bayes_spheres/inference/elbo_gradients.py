@@ -138,7 +138,8 @@ class LinearGaussianStep:
         target = model_target(model, phi, y)
         self.state = FullCovarianceState(guide)
         # the target's coordinates are the prior's sites in trace order; so must the guide's be
-        guide_sites = [(site["name"], v.numel()) for site, v in guide._unpack_latent(guide.loc)]
+        # (its median lists them in the order its latent vector holds them; all real here)
+        guide_sites = [(name, v.numel()) for name, v in guide.median().items()]
         target_sites = [(k, math.prod(shape)) for k, shape in target.sites.items()]
         if guide_sites != target_sites:
             raise Unsupported(
