@@ -10,6 +10,9 @@ Per target, rows:
   (``bayes_spheres/kernels/vectorized.py``): one update of all chains costs about one
   chain's where the model broadcasts (how ``inference=mcmc`` runs it);
 - Pyro NUTS: ``MCMC(NUTS(model))`` at Pyro's defaults;
+- Pyro NUTS, compiled: ``NUTS(model, jit_compile=True)``, the option a Pyro user turns on
+  for speed (the slice kernel compiles Pyro's potential by default for one chain, so this
+  row says how much of its lead is the compilation's);
 - NumPyro NUTS: the model written again in NumPyro (``bench/published_numpyro.py``),
   chains one after another, float64, JIT compilation included;
 - nutpie: the model written in PyMC (``bench/published_pymc.py``), compiled by
@@ -61,7 +64,7 @@ from bayes_spheres.kernels import Slice, VectorizedMCMC
 SLICE = "MCMC(Slice(model))"
 VECTORIZED = "VectorizedMCMC(Slice(model))"
 GOAL_RATIO = 2.0  # min ESS/s of MCMC(Slice(model)) over Pyro NUTS's
-BASELINES = ("slice", "slice-vectorized", "pyro-nuts", "numpyro", "nutpie")
+BASELINES = ("slice", "slice-vectorized", "pyro-nuts", "pyro-nuts-jit", "numpyro", "nutpie")
 QUICK_TARGETS = ("eight_schools_noncentered", "german_credit_logistic")
 PAPER = dict(chains=4, warmup=500, draws=1000)
 QUICK = dict(chains=2, warmup=100, draws=100)
@@ -91,8 +94,11 @@ def budget(args) -> str:
     return f"{args.chains} chains x ({args.warmup} warm-up + {args.draws})"
 
 
-def pyro_row(target: Target, args, nuts: bool, vectorized: bool = False) -> dict:
-    kernel = NUTS(target.model) if nuts else Slice(target.model)
+def pyro_row(target: Target, args, nuts: bool, vectorized: bool = False, jit: bool = False) -> dict:
+    if nuts:
+        kernel = NUTS(target.model, jit_compile=jit, ignore_jit_warnings=jit)
+    else:
+        kernel = Slice(target.model)
     runner = VectorizedMCMC if vectorized else MCMC
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
@@ -106,8 +112,9 @@ def pyro_row(target: Target, args, nuts: bool, vectorized: bool = False) -> dict
     samples = {k: v.numpy() for k, v in mcmc.get_samples(group_by_chain=True).items()}
     x, z = coordinates(target, samples)
     if nuts:
-        how = f"NUTS(model) at Pyro's defaults, {budget(args)}, 1 torch thread"
-        return row("Pyro NUTS", seconds, x, how) | {"z": z}
+        options = "jit_compile=True" if jit else "at Pyro's defaults"
+        how = f"NUTS(model) {options}, {budget(args)}, 1 torch thread"
+        return row("Pyro NUTS, compiled" if jit else "Pyro NUTS", seconds, x, how) | {"z": z}
     per_key = mcmc.diagnostics()  # {key: {"chain c": value}} under either runner
     chains = [f"chain {c}" for c in range(args.chains)]
     per_chain = [
@@ -233,6 +240,8 @@ def run_target(target: Target, args) -> list[dict]:
         rows.append(pyro_row(target, args, nuts=False, vectorized=True))
     if "pyro-nuts" not in args.skip:
         rows.append(pyro_row(target, args, nuts=True))
+    if "pyro-nuts-jit" not in args.skip:
+        rows.append(pyro_row(target, args, nuts=True, jit=True))
     reference, points = pyro_reference(target, args.seed)
     for key, needs, make in (
         ("numpyro", ("numpyro", "jax"), numpyro_row),
@@ -287,7 +296,7 @@ def verdict(rows: list[dict]) -> list[str]:
         return [f"{SLICE} / Pyro NUTS: not judged (a row was skipped)"]
     met = "met" if nuts >= GOAL_RATIO else "not met"
     lines = [f"{SLICE} / Pyro NUTS = {nuts:.3g}x in min ESS/s: goal >= {GOAL_RATIO:g}x {met}"]
-    for method in ("NumPyro NUTS", "nutpie NUTS"):
+    for method in ("Pyro NUTS, compiled", "NumPyro NUTS", "nutpie NUTS"):
         r = ratio(rows, method)
         if r is not None:
             lines.append(f"{SLICE} / {method} = {r:.3g}x in min ESS/s")
@@ -298,13 +307,14 @@ def verdict(rows: list[dict]) -> list[str]:
 
 
 def print_summary(results: dict[str, tuple[int, list[dict]]]) -> None:
-    methods = (SLICE, "Pyro NUTS", "NumPyro NUTS", "nutpie NUTS", VECTORIZED)
+    methods = (SLICE, "Pyro NUTS", "NumPyro NUTS", "nutpie NUTS", VECTORIZED,
+               "Pyro NUTS, compiled")  # fmt: skip
     print("\nsummary: min ESS/s (max |z| against the reference), ratios of min ESS/s")
     print(
         f"{'target':<30} {'dim':>4} "
         + " ".join(f"{m:>20}" for m in methods)
         + f" {'Slice/NUTS':>10} {'2x goal':>7} {'Slice/NumPyro':>13} {'Slice/nutpie':>12}"
-        + f" {'Vectorized/NUTS':>15}"
+        + f" {'Vectorized/NUTS':>15} {'Slice/NUTS jit':>14}"
     )
 
     def times(v: float | None, width: int) -> str:
@@ -317,10 +327,12 @@ def print_summary(results: dict[str, tuple[int, list[dict]]]) -> None:
             cells.append(f"{r['min_rate']:>12.3f} ({r['z']:>5.1f})" if r else f"{'-':>20}")
         nuts, numpyro, nutpie = (ratio(rows, m) for m in methods[1:4])
         batched = ratio(rows, "Pyro NUTS", VECTORIZED)
+        compiled = ratio(rows, "Pyro NUTS, compiled")
         goal = "-" if nuts is None else ("met" if nuts >= GOAL_RATIO else "no")
         print(
             f"{name:<30} {dim:>4} " + " ".join(cells) + f" {times(nuts, 10)} {goal:>7} "
-            f"{times(numpyro, 13)} {times(nutpie, 12)} {times(batched, 15)}"
+            f"{times(numpyro, 13)} {times(nutpie, 12)} {times(batched, 15)} "
+            f"{times(compiled, 14)}"
         )
 
 

@@ -6,9 +6,9 @@
 - ``conditional``: such a model once a few other sites are given (a hierarchical prior),
   sampled by Gibbs updates whose Gaussian block is on the fast integrator
   (:mod:`~bayes_spheres.kernels.conditional`); along Hamiltonian trajectories only.
-- ``generic``: any model with continuous latent sites, through Pyro's potential, batched over
-  the chains where a check finds that equal to Pyro's per point
-  (:mod:`~bayes_spheres.kernels.potential`).
+- ``generic``: any model with continuous latent sites, through Pyro's potential, compiled
+  (one chain) or batched over the chains (several) where a check finds that equal to Pyro's
+  per point (:mod:`~bayes_spheres.kernels.potential`).
 
 Each probe returns a :class:`Found` or raises :class:`Refused` with the reason; the first path
 that does not refuse is taken, and :class:`Path` keeps why the earlier ones refused.
@@ -38,6 +38,9 @@ from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
     batched_potential,
+    compiled_potential,
+    differs_from_pyro,
+    per_point,
     unravel,
 )
 from bayes_spheres.kernels.protocols import Target
@@ -126,30 +129,67 @@ def probe_conditional(problem: Problem, settings: SliceSettings, initial: Tensor
 
 
 def probe_generic(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
-    """Pyro's potential, batched over the chains where that equals it per point."""
-    target = PotentialTarget(problem.potential)
-    how, why = "per point", "potential_fn given: no model"
+    """Pyro's potential, in the cheapest form a check finds equal to it per point: compiled
+    for one chain (each leapfrog step one replay, no Python of the model), batched for
+    several (one run of the model for all chains), else compiled or per point."""
+    forms = ("compiled", "batched") if len(initial) == 1 else ("batched", "compiled")
+    refusals = []
+    with torch.random.fork_rng():  # the checks leave the chains' random stream alone
+        for form in forms:
+            target, why = POTENTIAL_FORMS[form](problem, settings, initial)
+            if target is not None:
+                return Found(target, "any model", details={"potential": form,
+                                                           "potential_reason": why})  # fmt: skip
+            refusals.append(why)
+    details = {"potential": "per point", "potential_reason": "; ".join(refusals)}
+    return Found(PotentialTarget(problem.potential), "any model", details=details)
+
+
+def batched_form(
+    problem: Problem, settings: SliceSettings, initial: Tensor
+) -> tuple[PotentialTarget | None, str]:
+    """All chains in one run of the model, where that equals Pyro's potential per point."""
     if not settings.batch_potential:
-        why = "batch_potential=False"
-    elif problem.model is not None:
-        latent = {
-            name
-            for name, site in problem.prototype.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-        }
-        if latent != set(problem.shapes):
-            why = "discrete latent sites: Pyro's enumerating potential"
-        else:
-            batched = BatchedPotential(
-                problem.model, problem.args, problem.kwargs, problem.transforms,
-                problem.shapes, problem.prototype,
-            )  # fmt: skip
-            with torch.random.fork_rng():  # the check leaves the chains' random stream alone
-                why = batched_potential(batched, target.potential, initial)
-            if why is None:
-                target.batched = batched
-                how, why = "batched", "equal to Pyro's per point"
-    return Found(target, "any model", details={"potential": how, "potential_reason": why})
+        return None, "batch_potential=False"
+    if problem.model is None:
+        return None, "potential_fn given: no model to batch"
+    latent = {
+        name
+        for name, site in problem.prototype.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+    if latent != set(problem.shapes):
+        return None, "discrete latent sites: Pyro's enumerating potential"
+    batched = BatchedPotential(
+        problem.model, problem.args, problem.kwargs, problem.transforms, problem.shapes,
+        problem.prototype,
+    )  # fmt: skip
+    why = batched_potential(batched, problem.potential, initial)
+    if why is not None:
+        return None, why
+    return PotentialTarget(problem.potential, batched), "batched: equal to Pyro's per point"
+
+
+def compiled_form(
+    problem: Problem, settings: SliceSettings, initial: Tensor
+) -> tuple[PotentialTarget | None, str]:
+    """Pyro's potential recorded once and replayed (``jit_compile``), where that equals it."""
+    if not settings.jit_compile:
+        return None, "jit_compile=False"
+    if problem.model is None:
+        return None, "potential_fn given: no model to compile"
+    try:
+        compiled = compiled_potential(problem.model, problem.args, problem.kwargs, problem.shapes)
+    except Exception as err:  # Pyro or torch cannot record this model
+        return None, f"compiled potential failed: {type(err).__name__}: {err}".splitlines()[0]
+    why = differs_from_pyro(per_point(compiled), problem.potential, initial, "compiled potential")
+    if why is not None:
+        return None, why
+    return PotentialTarget(compiled), "compiled: equal to Pyro's per point"
+
+
+# The generic path's forms of Pyro's potential (``probe_generic`` says which it tries first).
+POTENTIAL_FORMS = {"batched": batched_form, "compiled": compiled_form}
 
 
 def hamiltonian_sampler(

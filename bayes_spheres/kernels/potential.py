@@ -1,7 +1,9 @@
 """The generic target: any potential ``theta [P] -> -log p`` (e.g. Pyro's ``potential_fn``
 over a flat vector), called once per point; works for any model. Where the model allows it,
 :class:`BatchedPotential` computes Pyro's potential for all points (all chains) in one run of
-the model instead, checked against the per-point one (:func:`batched_potential`)."""
+the model instead, and :func:`compiled_potential` replays a recording of Pyro's potential
+(Pyro's ``jit_compile``) without running the model's Python code; either is used only where
+:func:`differs_from_pyro` finds it equal to Pyro's per-point potential."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
@@ -88,13 +91,16 @@ class BatchedPotential:
         return -log_joint
 
 
-def batched_potential(
-    batched: BatchedPotential, potential: Callable[[Tensor], Tensor], like: Tensor
+def differs_from_pyro(
+    candidate: Callable[[Tensor], Tensor],
+    potential: Callable[[Tensor], Tensor],
+    like: Tensor,
+    what: str,
 ) -> str | None:
-    """Why ``batched`` may not stand in for the per-point ``potential`` (None: it may): at
-    ``like``'s rows and random points about them, its values and gradients must equal the
-    per-point ones (``BATCHED_RTOL``); a model that, say, sums a latent site over all its
-    dimensions mixes the points and fails here."""
+    """Why ``candidate`` (points [B, P] -> [B]) may not stand in for Pyro's per-point
+    ``potential`` (None: it may): at ``like``'s rows and random points about them, its
+    values and gradients must equal the per-point ones (``BATCHED_RTOL``). ``what`` names the
+    candidate in the reason."""
     noise = torch.randn((PROBE_POINTS, *like.shape[1:]), dtype=like.dtype, device=like.device)
     points = torch.cat([like, like[:1] + noise]).detach()
     rtol = BATCHED_RTOL.get(like.dtype, 1e-4)
@@ -104,18 +110,54 @@ def batched_potential(
             each = torch.stack([potential(row) for row in rows]).reshape(len(rows))
             (each_grad,) = torch.autograd.grad(each.sum(), rows)
             rows = points.clone().requires_grad_(True)
-            together = batched(rows)
+            together = candidate(rows)
             (together_grad,) = torch.autograd.grad(together.sum(), rows)
         each, each_grad, together, together_grad = (
             t.detach() for t in (each, each_grad, together, together_grad)
         )
-    except Exception as err:  # any failure of the model under the plate: per point then
-        return f"batched potential failed: {type(err).__name__}: {str(err).splitlines()[0]}"
-    for what, a, b in (("value", together, each), ("gradient", together_grad, each_grad)):
+    except Exception as err:  # any failure of the candidate: Pyro's potential per point then
+        return f"{what} failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+    for name, a, b in (("value", together, each), ("gradient", together_grad, each_grad)):
         if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=rtol * float(
             b.abs().max().clamp_min(1.0))):  # fmt: skip
-            return f"batched potential's {what} differs from Pyro's per point"
+            return f"{what}'s {name} differs from Pyro's per point"
     return None
+
+
+def batched_potential(
+    batched: BatchedPotential, potential: Callable[[Tensor], Tensor], like: Tensor
+) -> str | None:
+    """Why ``batched`` may not stand in for the per-point ``potential`` (None: it may); a model
+    that, say, sums a latent site over all its dimensions mixes the points and fails here."""
+    return differs_from_pyro(batched, potential, like, "batched potential")
+
+
+def compiled_potential(
+    model: Callable, args: tuple, kwargs: dict, shapes: dict[str, torch.Size]
+) -> Callable[[Tensor], Tensor]:
+    """Pyro's potential with ``jit_compile=True`` (``initialize_model``, as ``HMC(model,
+    jit_compile=True)`` uses it), over a flat vector ``theta [P]``: the first call records
+    the potential's tensor operations (``torch.jit.trace``, through Pyro), later calls replay
+    them, with their gradient, without the model's Python code. A recording keeps one branch
+    of any Python ``if`` on values and turns Python numbers taken from tensors into
+    constants, so it is used only where :func:`differs_from_pyro` finds it equal to Pyro's."""
+    _, potential_fn, _, _ = initialize_model(
+        model, model_args=args, model_kwargs=kwargs, jit_compile=True, skip_jit_warnings=True
+    )
+
+    def potential(theta: Tensor) -> Tensor:
+        return potential_fn(unravel(theta, shapes))
+
+    return potential
+
+
+def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``potential`` ([P] -> scalar) over points [B, P], one call per point."""
+
+    def each(theta: Tensor) -> Tensor:
+        return torch.stack([potential(row) for row in theta]).reshape(len(theta))
+
+    return each
 
 
 class PotentialTarget:
@@ -132,7 +174,7 @@ class PotentialTarget:
     def _potential(self, theta: Tensor) -> Tensor:
         if self.batched is not None:
             return self.batched(theta)
-        return torch.stack([self.potential(row) for row in theta]).reshape(len(theta))
+        return per_point(self.potential)(theta)
 
     def log_density(self, theta: Tensor) -> Tensor:
         with torch.no_grad():

@@ -57,6 +57,9 @@ class SliceSettings:
     :param fast: take the fast or conditional path where the model allows it.
     :param batch_potential: generic path: evaluate Pyro's potential for all chains in one
         run of the model where a check finds it equal to Pyro's per point.
+    :param jit_compile: generic path: record Pyro's potential once and replay it (Pyro's
+        ``jit_compile``, ``torch.jit.trace``) where a check finds it equal to Pyro's per point;
+        one chain takes it first, several the batched potential.
     :param max_gram_bytes: fast path: the most memory the [N, N] matrix ``A A'`` may take;
         past it the fast path reads its rows on demand or takes another form
         (``kernels/fast/fast_cost.py``; the form and why in ``diagnostics()["form"]``).
@@ -73,6 +76,7 @@ class SliceSettings:
     max_energy: float = MAX_ENERGY
     fast: bool = True
     batch_potential: bool = True
+    jit_compile: bool = True
     max_gram_bytes: int = MAX_GRAM_BYTES
 
     def __post_init__(self) -> None:
@@ -85,6 +89,7 @@ class SliceSettings:
             "max_energy": checks.positive("max_energy", self.max_energy),
             "fast": checks.flag("fast", self.fast),
             "batch_potential": checks.flag("batch_potential", self.batch_potential),
+            "jit_compile": checks.flag("jit_compile", self.jit_compile),
             "max_gram_bytes": checks.integer("max_gram_bytes", self.max_gram_bytes),
         }
         if self.trajectory not in (None, NO_U_TURN):

@@ -1,6 +1,7 @@
-"""The generic path's batched potential (``kernels/potential.py::BatchedPotential``): Pyro's
-``potential_fn`` for all chains in one run of the model, used only where it equals Pyro's
-point by point (values and gradients), and point by point otherwise."""
+"""The generic path's forms of Pyro's potential (``kernels/potential.py``): batched
+(``BatchedPotential``, all chains in one run of the model) and compiled (Pyro's
+``jit_compile``), each used only where it equals Pyro's ``potential_fn`` point by point
+(values and gradients), and point by point otherwise."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import torch
 from pyro.infer import MCMC
 from pyro.infer.mcmc.util import initialize_model
 
-from bayes_spheres.kernels import Slice
-from bayes_spheres.kernels.potential import BatchedPotential, batched_potential, unravel
+from bayes_spheres.kernels import Slice, VectorizedMCMC
+from bayes_spheres.kernels.potential import (
+    BatchedPotential,
+    batched_potential,
+    compiled_potential,
+    differs_from_pyro,
+    per_point,
+    unravel,
+)
 
 Y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], dtype=torch.float64)
 SIGMA = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], dtype=torch.float64)
@@ -73,7 +81,7 @@ def test_a_model_that_mixes_the_points_is_caught():
     pyro.set_rng_seed(0)
     per_point, batched, theta = _potentials(mixes_points)
     assert "differs" in batched_potential(batched, per_point, theta)
-    kernel = Slice(mixes_points)
+    kernel = Slice(mixes_points, jit_compile=False)
     mcmc = MCMC(kernel, num_samples=5, warmup_steps=5, num_chains=1, disable_progbar=True)
     mcmc.run()
     info = kernel.diagnostics()
@@ -91,7 +99,7 @@ def test_the_kernel_batches_eight_schools_and_keeps_its_chain(monkeypatch):
                 "bayes_spheres.kernels.paths.batched_potential", lambda *a: "refused"
             )
         pyro.set_rng_seed(3)
-        kernel = Slice(eight_schools)
+        kernel = Slice(eight_schools, jit_compile=False)
         mcmc = MCMC(kernel, num_samples=20, warmup_steps=20, num_chains=2, disable_progbar=True)
         mcmc.run()
         runs[refuse] = mcmc.get_samples(group_by_chain=True)["tau"]
@@ -110,9 +118,73 @@ def plated_normal() -> None:
 @pytest.mark.parametrize("batch", [True, False])
 def test_a_plated_model_is_batched_unless_refused(batch):
     """A model with a plate takes the batched potential (``batch_potential=False``: per
-    point, and says so)."""
+    point, and says so; one chain takes the compiled potential first, off here)."""
     pyro.set_rng_seed(0)
-    kernel = Slice(plated_normal, batch_potential=batch)
+    kernel = Slice(plated_normal, batch_potential=batch, jit_compile=False)
     MCMC(kernel, num_samples=5, warmup_steps=5, num_chains=1, disable_progbar=True).run()
     info = kernel.diagnostics()
     assert info["potential"] == ("batched" if batch else "per point"), info["potential_reason"]
+
+
+@pytest.mark.parametrize("model", [eight_schools, plated_simplex], ids=["eight_schools", "plate"])
+def test_the_compiled_potential_is_pyros(model):
+    """Pyro's potential recorded and replayed (``jit_compile``) has Pyro's values and
+    gradients at random points (float64, 1e-10), and the kernel's check accepts it."""
+    pyro.set_rng_seed(0)
+    plain, _, theta = _potentials(model)
+    compiled = per_point(compiled_potential(model, (), {}, _shapes(model)))
+    points = (theta[:1] + torch.randn(5, theta.shape[1], dtype=theta.dtype)).requires_grad_(True)
+    each = torch.stack([plain(row) for row in points])
+    replayed = compiled(points)
+    (each_grad,) = torch.autograd.grad(each.sum(), points)
+    (replayed_grad,) = torch.autograd.grad(replayed.sum(), points)
+    torch.testing.assert_close(replayed, each, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(replayed_grad, each_grad, rtol=1e-10, atol=1e-10)
+    assert differs_from_pyro(compiled, plain, theta, "compiled potential") is None
+
+
+def _shapes(model):
+    init, _, _, _ = initialize_model(model)  # one chain: the sites' own shapes
+    return {name: value.shape for name, value in init.items()}
+
+
+def test_one_chain_replays_the_compiled_potential_and_several_are_batched(monkeypatch):
+    """Under ``MCMC`` (one chain per ``setup``) the kernel takes the compiled potential;
+    ``VectorizedMCMC`` (all chains at once) the batched one; ``jit_compile=False`` leaves one
+    chain the batched potential."""
+    monkeypatch.setattr(torch.multiprocessing, "cpu_count", lambda: 1)
+    forms = {}
+    for name, runner, chains, settings in (
+        ("one chain", MCMC, 1, {}),
+        ("several", VectorizedMCMC, 3, {}),
+        ("off", MCMC, 1, {"jit_compile": False}),
+    ):
+        pyro.set_rng_seed(0)
+        kernel = Slice(eight_schools, **settings)
+        mcmc = runner(kernel, num_samples=4, warmup_steps=3, num_chains=chains,
+                      disable_progbar=True)  # fmt: skip
+        mcmc.run()
+        if runner is VectorizedMCMC:  # the run's diagnostics, per chain
+            forms[name] = mcmc.diagnostics()["potential"]["chain 0"]
+        else:
+            forms[name] = kernel.diagnostics()["potential"]
+    assert forms == {"one chain": "compiled", "several": "batched", "off": "batched"}, forms
+
+
+def freezes_a_value() -> None:
+    """Takes a Python number from a latent value: a recording keeps it as a constant."""
+    x = pyro.sample("x", dist.Normal(torch.zeros((), dtype=Y.dtype), 1.0))
+    pyro.factor("f", -0.5 * float(x) * (x - 1.0) ** 2)
+
+
+def test_a_recording_that_freezes_a_value_is_refused():
+    """The recording's values differ from Pyro's away from the point it was made at: the
+    check refuses it, and the kernel calls Pyro's potential per point (the batched
+    potential fails too: ``float`` of several points) and says why."""
+    pyro.set_rng_seed(0)
+    kernel = Slice(freezes_a_value)
+    MCMC(kernel, num_samples=3, warmup_steps=3, num_chains=1, disable_progbar=True).run()
+    info = kernel.diagnostics()
+    assert info["potential"] == "per point"
+    assert "compiled potential's value differs" in info["potential_reason"]
+    assert "batched potential failed" in info["potential_reason"]
