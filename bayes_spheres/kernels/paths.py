@@ -17,7 +17,9 @@ table for its fast target. Each path carries its defaults for the settings left 
 (:class:`~bayes_spheres.kernels.settings.PathDefaults`): on the fast and conditional paths
 the prior whitens the state, so short warm-up trajectories adapt the step well and scale
 moves redraw the radius of a Gaussian prior cut by constraints (docs/mcmc.md); on the generic
-path the origin of the unconstrained space means nothing in particular, so no scale moves.
+path the origin of the unconstrained space means nothing in particular, so no scale moves, and
+nothing sets the posterior's scales in advance, so trajectories end where they turn back
+(``no-u-turn``; docs/published-targets.md measures it against the fixed length).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from bayes_spheres.kernels.sampler import Directions, SliceSampler
 from bayes_spheres.kernels.settings import NO_U_TURN, PathDefaults, SliceSettings
 
 FAST_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=1.5, scale_moves=3)
-GENERIC_DEFAULTS = PathDefaults(trajectory=6.0, warmup_trajectory=None, scale_moves=0)
+GENERIC_DEFAULTS = PathDefaults(trajectory=NO_U_TURN, warmup_trajectory=None, scale_moves=0)
 INIT_STEP = 0.1  # the first step size along trajectories, before warm-up adapts it
 
 

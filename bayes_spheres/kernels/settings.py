@@ -44,7 +44,8 @@ class SliceSettings:
     :param trajectory: hamiltonian: the length in time of a trajectory (on the fast path in
         prior-whitened units, ``pi / 2`` a quarter period of the prior), or
         :data:`NO_U_TURN` (generic and conditional paths; the fast path, whose flow is
-        exact along the prior, keeps a fixed length); None: the path's.
+        exact along the prior, keeps a fixed length); None: the path's (6 on the fast and
+        conditional paths, :data:`NO_U_TURN` on the generic one).
     :param warmup_trajectory: hamiltonian: the length while adapting; None: the path's (or,
         where the path has none, ``trajectory``'s).
     :param target_accept: hamiltonian: the mean ``min(1, e^-dH)`` the step size is adapted to.

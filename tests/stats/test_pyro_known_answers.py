@@ -783,7 +783,9 @@ PYRO_PARALLEL_STARTS = pytest.mark.xfail(
 @pytest.mark.parametrize("directions", modes("coordinate", "factor", "hamiltonian"))
 def test_initial_params_honoured(directions, regime, monkeypatch):
     """Chains given far-apart starts (unconstrained space, as Pyro's ``initial_params``) are
-    still there after a few sweeps of a very broad posterior (no warm-up)."""
+    still near them after one update of a very broad posterior (no warm-up, so no adapted
+    step: a no-U-turn trajectory of the first step, 0.1 jittered by 10 %, reaches at most 113
+    away, a univariate slice at most 20 widths of 1)."""
     set_cpu_count(monkeypatch, 16 if regime == "parallel" else 1)
 
     def model():
@@ -794,10 +796,10 @@ def test_initial_params_honoured(directions, regime, monkeypatch):
     mcmc = run_slice(model, directions, draws=3, warmup=0, initial_params=starts)
     samples = draws_of(mcmc)
     assert (samples["s"] > 0).all(), "the LogNormal site came back unconstrained"
-    x, log_s = samples["x"], np.log(samples["s"])
+    x, log_s = samples["x"][:, 0], np.log(samples["s"][:, 0])  # each chain's first draw
     for c in range(2):
-        assert np.abs(x[c] - starts["x"][c].item()).max() < 100, x[c]
-        assert np.abs(log_s[c] - starts["s"][c].item()).max() < 100, log_s[c]
+        assert abs(x[c] - starts["x"][c].item()) < 150, x[c]
+        assert abs(log_s[c] - starts["s"][c].item()) < 150, log_s[c]
 
 
 def test_summary_and_diagnostics(capsys):
