@@ -155,6 +155,8 @@ def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tenso
     """``potential`` ([P] -> scalar) over points [B, P], one call per point."""
 
     def each(theta: Tensor) -> Tensor:
+        if len(theta) == 1:  # one chain: no stacking
+            return potential(theta[0]).reshape(1)
         return torch.stack([potential(row) for row in theta]).reshape(len(theta))
 
     return each

@@ -107,4 +107,9 @@ class Splitting:
             logp, grad = rest(z @ matrix.T)
             return logp, grad @ matrix
 
-        return replace(self, rest=scaled_rest, chol=self.chol @ matrix, trajectory=None)
+        def diagonal_rest(z: Tensor) -> tuple[Tensor, Tensor]:
+            logp, grad = rest(z * scale)
+            return logp, grad * scale
+
+        scaled = diagonal_rest if scale.dim() == 1 else scaled_rest
+        return replace(self, rest=scaled, chol=self.chol @ matrix, trajectory=None)

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
-from bayes_spheres.kernels.no_u_turn import checkpoints, is_turning, no_u_turn_trajectory
+from bayes_spheres.kernels.no_u_turn import (
+    chains_tree,
+    checkpoints,
+    is_turning,
+    no_u_turn_trajectory,
+    one_chain_tree,
+)
 from bayes_spheres.kernels.potential import PotentialTarget
 from bayes_spheres.kernels.trajectory_length import least_states, longest_scale
 
@@ -235,3 +241,50 @@ def test_floor_keeps_the_target_exact():
     centred = draws - mean.numpy()
     _assert_mean(centred[..., 0] * centred[..., 1], 0.95)
     _assert_mean(centred[..., 1] ** 2, 1.0)
+
+
+def _skewed_rest(z):
+    """A correlated, skewed 3-D log density (no Gaussian part) and its gradient."""
+    a = torch.tensor([[2.0, 0.9, 0.0], [0.9, 1.0, 0.3], [0.0, 0.3, 0.5]], dtype=DT)
+    logp = -0.5 * ((z @ a) * z).sum(-1) - torch.exp(z[:, 0]) + z[:, 0]
+    grad = (
+        -(z @ a)
+        - torch.exp(z[:, :1]) * torch.tensor([1.0, 0, 0], dtype=DT)
+        + torch.tensor([1.0, 0, 0], dtype=DT)
+    )
+    return logp, grad
+
+
+@pytest.mark.parametrize(
+    ("eps", "gaussian", "min_states", "max_energy"),
+    [(0.3, False, 1, 1000.0), (0.05, False, 1, 1000.0), (0.3, True, 1, 1000.0),
+     (0.3, False, 8, 1000.0), (1.0, False, 1, 1.0)],
+)  # fmt: skip
+def test_one_chain_tree_is_the_chains_tree(eps, gaussian, min_states, max_energy):
+    """From the same generator state, the one-chain strategy builds the tree the batched one
+    builds for one chain: the same state chosen, the same steps, depth and divergence, over
+    200 trees from random starts (short and long trees, a floor, and a step so large that
+    subtrees end at divergences)."""
+    start = torch.Generator().manual_seed(3)
+    trees = []
+    for _ in range(200):
+        z = 2.0 * torch.randn(1, 3, dtype=DT, generator=start)
+        args = (z, *_skewed_rest(z), _skewed_rest, eps, gaussian, max_energy, 10, min_states)
+        seed = int(torch.randint(0, 2**31, (), generator=start))
+        one = one_chain_tree(*args, generator=torch.Generator().manual_seed(seed))
+        many = chains_tree(*args, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(one.step.z, many.step.z)
+        assert torch.equal(one.step.logp_rest, many.step.logp_rest)
+        assert torch.equal(one.step.grad, many.step.grad)
+        assert (one.leapfrogs, one.states.tolist(), one.depth.tolist()) == (
+            many.leapfrogs, many.states.tolist(), many.depth.tolist()
+        )  # fmt: skip
+        assert one.step.diverging.tolist() == many.step.diverging.tolist()
+        torch.testing.assert_close(one.step.accept, many.step.accept, rtol=1e-12, atol=0)
+        torch.testing.assert_close(one.step.in_slice, many.step.in_slice, rtol=0, atol=0)
+        trees.append((one.leapfrogs, bool(one.step.diverging), bool((one.step.z != z).any())))
+    steps = [t[0] for t in trees]
+    assert min(steps) < max(steps)  # trees of several sizes
+    assert sum(t[2] for t in trees) > 50  # many trees moved
+    if max_energy < 10:
+        assert any(t[1] for t in trees)  # some ended at a divergence
