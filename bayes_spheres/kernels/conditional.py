@@ -114,10 +114,13 @@ class ConditionalTarget:
         self.reparameterised = poutine.reparam(model, config=config)
         self.z_shapes = {f"{n}_decentered": shapes[n] for n in self.gaussian}
         self.hyper_shapes = {n: shapes[n] for n in self.hyper}
+        self.joint_shapes = self.hyper_shapes | self.z_shapes
         with torch.random.fork_rng():  # Pyro's potential of the reparameterised model
-            _, self.reparameterised_potential, _, _ = initialize_model(
+            _, potential, _, _ = initialize_model(
                 self.reparameterised, model_args=args, model_kwargs=kwargs
             )
+        # -log p(hyper, z) over the vector (hyper, z): Pyro's (or its recording, ``paths.py``)
+        self.joint_potential = lambda point: potential(unravel(point, self.joint_shapes))
         offsets, start = {}, 0
         for name, shape in shapes.items():
             offsets[name] = (start, start + math.prod(shape))
@@ -157,10 +160,6 @@ class ConditionalTarget:
     def _reparameterised_values(self, hyper: Tensor, z: Tensor) -> dict[str, Tensor]:
         values = self._constrained(unravel(hyper, self.hyper_shapes))
         return values | unravel(z, self.z_shapes)
-
-    def _reparameterised_point(self, hyper: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """The unconstrained point of the reparameterised model, as its potential takes it."""
-        return unravel(hyper, self.hyper_shapes) | unravel(z, self.z_shapes)
 
     def join(self, hyper: Tensor, z: Tensor) -> Tensor:
         """``(hyper, z)`` -> ``theta`` [P]: the Gaussian sites' values in the reparameterised
@@ -338,7 +337,7 @@ class ConditionalTarget:
     def joint(self, hyper: Tensor, z: Tensor) -> Tensor:
         """``log p(hyper, z)``: Pyro's potential of the reparameterised model (differentiable
         in ``hyper``)."""
-        return -self.reparameterised_potential(self._reparameterised_point(hyper, z))
+        return -self.joint_potential(torch.cat([hyper, z]))
 
     def joint_density(self, chain: int, hyper: Tensor, z: Tensor) -> Tensor:
         """:meth:`joint` as the orbit moves call it (any chain's point)."""

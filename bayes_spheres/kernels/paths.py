@@ -40,9 +40,7 @@ from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
     batched_potential,
-    compiled_potential,
-    differs_from_pyro,
-    per_point,
+    replayed,
     unravel,
 )
 from bayes_spheres.kernels.protocols import Target
@@ -127,7 +125,16 @@ def probe_conditional(problem: Problem, settings: SliceSettings, initial: Tensor
         f"given {target.hyper}: logistic likelihood, linear logits, Gaussian sites "
         f"{target.gaussian}"
     )
-    return Found(target, reason)
+    details = {"potential": "per point", "potential_reason": "jit_compile=False"}
+    if settings.jit_compile:  # the joint density of the hyper-parameters' moves, replayed
+        with torch.random.fork_rng():
+            compiled, details["potential_reason"] = replayed(
+                target.reparameterised, problem.args, problem.kwargs, target.joint_shapes,
+                target.joint_potential, torch.cat(target.split(initial[0]))[None],
+            )  # fmt: skip
+        if compiled is not None:
+            target.joint_potential, details["potential"] = compiled, "compiled"
+    return Found(target, reason, details=details)
 
 
 def probe_generic(problem: Problem, settings: SliceSettings, initial: Tensor) -> Found:
@@ -180,14 +187,10 @@ def compiled_form(
         return None, "jit_compile=False"
     if problem.model is None:
         return None, "potential_fn given: no model to compile"
-    try:
-        compiled = compiled_potential(problem.model, problem.args, problem.kwargs, problem.shapes)
-    except Exception as err:  # Pyro or torch cannot record this model
-        return None, f"compiled potential failed: {type(err).__name__}: {err}".splitlines()[0]
-    why = differs_from_pyro(per_point(compiled), problem.potential, initial, "compiled potential")
-    if why is not None:
-        return None, why
-    return PotentialTarget(compiled), "compiled: equal to Pyro's per point"
+    compiled, why = replayed(
+        problem.model, problem.args, problem.kwargs, problem.shapes, problem.potential, initial
+    )
+    return (None if compiled is None else PotentialTarget(compiled)), why
 
 
 # The generic path's forms of Pyro's potential (``probe_generic`` says which it tries first).

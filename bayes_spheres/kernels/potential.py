@@ -151,6 +151,25 @@ def compiled_potential(
     return potential
 
 
+def replayed(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    shapes: dict[str, torch.Size],
+    potential: Callable[[Tensor], Tensor],
+    like: Tensor,
+) -> tuple[Callable[[Tensor], Tensor] | None, str]:
+    """``model``'s :func:`compiled_potential` where :func:`differs_from_pyro` finds it equal
+    to ``potential`` (Pyro's, [P] -> scalar) at ``like`` [1, P] and about it; else None.
+    Also the reason, for ``diagnostics()``."""
+    try:
+        compiled = compiled_potential(model, args, kwargs, shapes)
+    except Exception as err:  # Pyro or torch cannot record this model
+        return None, f"compiled potential failed: {type(err).__name__}: {err}".splitlines()[0]
+    why = differs_from_pyro(per_point(compiled), potential, like, "compiled potential")
+    return (None, why) if why else (compiled, "compiled: equal to Pyro's per point")
+
+
 def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """``potential`` ([P] -> scalar) over points [B, P], one call per point."""
 

@@ -103,6 +103,8 @@ def test_hierarchical_logistic_takes_the_conditional_path_to_the_quadrature_mome
     diagnostics = mcmc.diagnostics()
     assert set(diagnostics["path"].values()) == {"conditional"}
     assert "given ['s']" in diagnostics["path_reason"]["chain 0"]
+    # the hyper-parameters' joint density replayed: these moments test the recording
+    assert set(diagnostics["potential"].values()) == {"compiled"}, diagnostics["potential"]
     # one orbit move (s with b); the centred step only where G -> z depends on s
     assert len(diagnostics["orbit_moves"]["chain 0"]["width"]) == 1
     steps = diagnostics["hyper_steps"]["chain 0"]  # s | z, s | w: decided after warm-up
@@ -122,6 +124,22 @@ def test_hierarchical_logistic_takes_the_conditional_path_to_the_quadrature_mome
         mcse = sd / math.sqrt(ess)
         assert abs(draws.mean() - mean) < 4.5 * mcse, (name, draws.mean(), mean, mcse)
         assert abs(draws.std() / sd - 1.0) < 0.25, (name, draws.std(), sd)
+
+
+def test_without_jit_compile_the_joint_density_is_pyros_and_the_chain_the_same(data):
+    """``jit_compile=False``: the hyper-parameters' moves call Pyro's potential of the
+    reparameterised model; the recording equals it to rounding, so the same seed gives the
+    same draws to 1e-8 either way."""
+    x, y = data
+    draws = {}
+    for jit in (True, False):
+        pyro.set_rng_seed(0)
+        kernel = Slice(centered, jit_compile=jit)
+        mcmc = MCMC(kernel, num_samples=20, warmup_steps=10, num_chains=1, disable_progbar=True)
+        mcmc.run(x, y)
+        assert kernel.diagnostics()["potential"] == ("compiled" if jit else "per point")
+        draws[jit] = mcmc.get_samples()["s"]
+    torch.testing.assert_close(draws[True], draws[False], rtol=1e-8, atol=0)
 
 
 def test_a_gaussian_site_with_nonlinear_logits_is_refused_with_the_reason(data, monkeypatch):
