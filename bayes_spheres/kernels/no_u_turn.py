@@ -319,22 +319,8 @@ Tree = Callable[..., NoUTurnStep]
 TREES: dict[bool, Tree] = {True: one_chain_tree, False: chains_tree}
 
 
-def no_u_turn_trajectory(
-    z: Tensor,
-    logp_rest: Tensor,
-    grad: Tensor,
-    rest: Rest,
-    eps: float,
-    gaussian: bool,
-    max_energy: float,
-    max_depth: int = MAX_DEPTH,
-    min_states: int = 1,
-    generator: torch.Generator | None = None,
-) -> NoUTurnStep:
+def no_u_turn_trajectory(z: Tensor, *args: object, **kwargs: object) -> NoUTurnStep:
     """One slice update along a no-U-turn trajectory for the chains ``z`` [C, P] (module
-    docstring), built by the strategy in ``TREES`` for their number; arguments as
+    docstring), built by the strategy in ``TREES`` for their number; the other arguments as
     :func:`chains_tree`'s."""
-    tree = TREES[len(z) == 1]
-    return tree(
-        z, logp_rest, grad, rest, eps, gaussian, max_energy, max_depth, min_states, generator
-    )
+    return TREES[len(z) == 1](z, *args, **kwargs)
