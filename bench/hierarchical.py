@@ -27,7 +27,7 @@ Run::
     python bench/hierarchical.py [--dim 100] [--n 1000] [--noncentered] [--skip ...]
 
 ``--dim 500`` is the paper's scale (the generic row then takes about an hour: use
-``--skip generic,nuts``).
+``--skip "generic;nuts"``; rows are separated by ``;``, since their names hold commas).
 
 ``--orbits RUN/posterior.nc`` instead measures, at two draws per chain of a fitted
 hierarchical posterior (the study's data at its ``--dim`` and ``--n``), the conditional sd
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=120)
     parser.add_argument("--draws", type=int, default=250)
     parser.add_argument("--noncentered", action="store_true")
-    parser.add_argument("--skip", default="", help="comma-separated rows: " + ", ".join(ROWS))
+    parser.add_argument("--skip", default="", help="rows separated by ';': " + "; ".join(ROWS))
     parser.add_argument("--orbits", metavar="POSTERIOR_NC", help="measure orbit widths")
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
@@ -153,7 +153,9 @@ def main() -> None:
     if args.orbits:
         orbit_widths(args.orbits, data, model)
         return
-    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    skip = {name.strip() for name in args.skip.split(";") if name.strip()}
+    if skip - set(ROWS):
+        parser.error(f"--skip {sorted(skip - set(ROWS))}: not rows; rows: {'; '.join(ROWS)}")
     rows = [name for name in ROWS if name not in skip]
     print(
         f"Hierarchical(centered={not args.noncentered}), D = {args.dim}, N = {args.n}, "
