@@ -305,12 +305,18 @@ class HamiltonianSliceSampler:
         """Settings and what the run measured: the step size adapted, leapfrog steps per
         update (batched over the chains: the longest chain's; over all updates, and over
         those after warm-up), and after warm-up the mean steps and length in time of one
-        chain's trajectory (what the no-U-turn criterion chose)."""
+        chain's trajectory (what the no-U-turn criterion chose); where the mass matrix is
+        adapted (no Gaussian part), its inverse's diagonal."""
         n = max(self.iteration, 1)
         draws = max(self.iteration - self.warmup, 1)
         own = self._split is not None and self._split.trajectory is not None
         adaptive = SPECIALISED_TRAJECTORY if own else "no-u-turn"  # what None meant here
-        return {
+        adapted = {}
+        if self.adapter is not None and not (self._base is not None and self._base.gaussian):
+            inverse = self.adapter.mass_matrix_adapter.inverse_mass_matrix[SITE]
+            diagonal = inverse if inverse.dim() == 1 else inverse.diagonal()
+            adapted["inverse_mass_diagonal"] = [round(float(v), 6) for v in diagonal]
+        return adapted | {
             "trajectory": adaptive if self.trajectory is None else self.trajectory,
             "warmup_trajectory": (
                 adaptive if self.warmup_trajectory is None else self.warmup_trajectory

@@ -36,6 +36,7 @@ from bayes_spheres.kernels.conditional import ConditionalSampler, conditional_ta
 from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
 from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
+from bayes_spheres.kernels.interweaving import InterweavingSampler, decentring
 from bayes_spheres.kernels.potential import (
     BatchedPotential,
     PotentialTarget,
@@ -147,11 +148,19 @@ def probe_generic(problem: Problem, settings: SliceSettings, initial: Tensor) ->
         for form in forms:
             target, why = POTENTIAL_FORMS[form](problem, settings, initial)
             if target is not None:
-                return Found(target, "any model", details={"potential": form,
-                                                           "potential_reason": why})  # fmt: skip
+                details = {"potential": form, "potential_reason": why}
+                break
             refusals.append(why)
-    details = {"potential": "per point", "potential_reason": "; ".join(refusals)}
-    return Found(PotentialTarget(problem.potential), "any model", details=details)
+        else:
+            target = PotentialTarget(problem.potential)
+            details = {"potential": "per point", "potential_reason": "; ".join(refusals)}
+        details["interweaving"] = "interweave=False"
+        if settings.interweave:
+            target.decentring, details["interweaving"] = decentring(
+                problem.model, problem.args, problem.kwargs, problem.shapes,
+                problem.transforms, initial[:1], settings.jit_compile,
+            )  # fmt: skip
+    return Found(target, "any model", details=details)
 
 
 def batched_form(
@@ -242,6 +251,15 @@ def direction_sampler(
     return BY_DIRECTIONS[settings.directions](settings, warmup, like, generator)
 
 
+def generic_sampler(
+    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+) -> object:
+    """The sampler for the directions, then interweaving where the target has centred sites
+    (``kernels/interweaving.py``)."""
+    base = direction_sampler(settings, warmup, like, generator)
+    return InterweavingSampler(base, warmup, settings.init_width, settings.max_steps, generator)
+
+
 @dataclass(frozen=True)
 class Strategy:
     probe: Probe
@@ -253,7 +271,7 @@ class Strategy:
 PATHS: dict[str, Strategy] = {
     "fast": Strategy(probe_fast, FAST_DEFAULTS, direction_sampler),
     "conditional": Strategy(probe_conditional, FAST_DEFAULTS, conditional_sampler),
-    "generic": Strategy(probe_generic, GENERIC_DEFAULTS, direction_sampler),
+    "generic": Strategy(probe_generic, GENERIC_DEFAULTS, generic_sampler),
 }
 
 

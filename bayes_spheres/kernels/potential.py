@@ -183,14 +183,18 @@ def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tenso
 
 class PotentialTarget:
     """Log density ``-potential(theta)`` over unconstrained vectors [B, P]: by ``batched``
-    (all points at once) where given, else by a loop over the points."""
+    (all points at once) where given, else by a loop over the points. ``decentring``: the
+    model's centred sites and their map to Pyro's reparameterised model, where the generic
+    path found some (:class:`~bayes_spheres.kernels.interweaving.Decentring`)."""
 
     def __init__(
         self,
         potential: Callable[[Tensor], Tensor],
         batched: Callable[[Tensor], Tensor] | None = None,
+        decentring: object | None = None,
     ) -> None:
         self.potential, self.batched = potential, batched
+        self.decentring = decentring  # kernels/interweaving.py's, where the model has one
 
     def _potential(self, theta: Tensor) -> Tensor:
         if self.batched is not None:

@@ -61,6 +61,9 @@ class SliceSettings:
     :param jit_compile: generic path: record Pyro's potential once and replay it (Pyro's
         ``jit_compile``, ``torch.jit.trace``) where a check finds it equal to Pyro's per point;
         one chain takes it first, several the batched potential.
+    :param interweave: generic path: after each update, move the hyper-parameters of
+        centred ``Normal`` sites with those sites' standardised values held fixed
+        (``kernels/interweaving.py``; Yu & Meng 2011), where the model has such sites.
     :param max_gram_bytes: fast path: the most memory the [N, N] matrix ``A A'`` may take;
         past it the fast path reads its rows on demand or takes another form
         (``kernels/fast/fast_cost.py``; the form and why in ``diagnostics()["form"]``).
@@ -78,6 +81,7 @@ class SliceSettings:
     fast: bool = True
     batch_potential: bool = True
     jit_compile: bool = True
+    interweave: bool = True
     max_gram_bytes: int = MAX_GRAM_BYTES
 
     def __post_init__(self) -> None:
@@ -91,6 +95,7 @@ class SliceSettings:
             "fast": checks.flag("fast", self.fast),
             "batch_potential": checks.flag("batch_potential", self.batch_potential),
             "jit_compile": checks.flag("jit_compile", self.jit_compile),
+            "interweave": checks.flag("interweave", self.interweave),
             "max_gram_bytes": checks.integer("max_gram_bytes", self.max_gram_bytes),
         }
         if self.trajectory not in (None, NO_U_TURN):
