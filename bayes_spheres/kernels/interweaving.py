@@ -47,7 +47,7 @@ from pyro.infer.reparam import LocScaleReparam
 from torch import Tensor
 
 from bayes_spheres.kernels.hyper import BatchedAlong, Width
-from bayes_spheres.kernels.potential import replayed, unravel
+from bayes_spheres.kernels.potential import at, replayed, unravel
 from bayes_spheres.kernels.steps import slice_update
 
 # The most hyper-parameter coordinates updated one by one after a trajectory: each costs a
@@ -228,7 +228,7 @@ class InterweavingSampler:
             def along_k(c: int, t: float, k: int = k) -> Tensor:
                 moved = point[c].clone()
                 moved[k] += t
-                return -decentring.potential(moved)
+                return -at(decentring.potential, moved)
 
             along = BatchedAlong(along_k, len(point))
             for c, value in enumerate([] if logp_point is None else logp_point.tolist()):

@@ -170,13 +170,30 @@ def replayed(
     return (None, why) if why else (compiled, "compiled: equal to Pyro's per point")
 
 
+# A potential that raises one of these (a covariance matrix that is not positive definite
+# far out in the tails) is not a number there, as Pyro's ``pyro.ops.integrator.potential_grad``
+# treats it: the trajectory ends at that point as at a divergence.
+UNDEFINED = ("singular", "input is not positive-definite")
+
+
+def at(potential: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
+    """``potential(theta)``, or not-a-number where it raises an :data:`UNDEFINED` error."""
+    try:
+        return potential(theta)
+    except RuntimeError as err:
+        if any(reason in str(err) for reason in UNDEFINED):
+            return theta.new_tensor(math.nan)
+        raise
+
+
 def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """``potential`` ([P] -> scalar) over points [B, P], one call per point."""
+    """``potential`` ([P] -> scalar) over points [B, P], one call per point (not a number
+    where it is undefined, :func:`at`)."""
 
     def each(theta: Tensor) -> Tensor:
         if len(theta) == 1:  # one chain: no stacking
-            return potential(theta[0]).reshape(1)
-        return torch.stack([potential(row) for row in theta]).reshape(len(theta))
+            return at(potential, theta[0]).reshape(1)
+        return torch.stack([at(potential, row) for row in theta]).reshape(len(theta))
 
     return each
 
@@ -198,7 +215,9 @@ class PotentialTarget:
 
     def _potential(self, theta: Tensor) -> Tensor:
         if self.batched is not None:
-            return self.batched(theta)
+            value = at(self.batched, theta)
+            if value.dim():  # else undefined at some point: those points one by one
+                return value
         return per_point(self.potential)(theta)
 
     def log_density(self, theta: Tensor) -> Tensor:
@@ -222,6 +241,8 @@ class PotentialTarget:
             with torch.enable_grad():
                 points = z.detach().requires_grad_(True)
                 logp = -self._potential(points)
+                if not logp.requires_grad:  # undefined at every point (:func:`at`)
+                    return logp.detach(), torch.zeros_like(points)
                 (grad,) = torch.autograd.grad(logp.sum(), points)
             return logp.detach(), grad
 

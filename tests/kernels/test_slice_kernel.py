@@ -17,8 +17,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import MCMC, NUTS
+from scipy import stats
 
 from bayes_spheres.kernels import Slice
+from tests.stats.conftest import assert_mean, assert_sd
 
 SEQUENTIAL, PARALLEL = 1, 16  # patched cpu counts
 
@@ -285,3 +287,24 @@ def test_mass_adaptation_on_the_generic_path(mass, monkeypatch):
         assert abs(x[..., j].var() - var) < 4 * var * math.sqrt(2.0 / ess), (j, ess)
     diagonal = kernel.diagnostics()["inverse_mass_diagonal"]
     np.testing.assert_allclose(diagonal, cov.diagonal().numpy(), rtol=0.5)
+
+
+def test_a_potential_undefined_in_the_tails_ends_trajectories_there(monkeypatch):
+    """``rho ~ N(0, 1/2)`` in a model defined only where ``[[1, rho], [rho, 1]]`` is positive
+    definite (its Cholesky factor is taken): Pyro's potential raises where ``|rho| >= 1``, which
+    Pyro's HMC reads as not a number. The kernel's trajectories end there too, and ``rho`` is
+    the normal truncated to (-1, 1) (scipy's ``truncnorm``)."""
+
+    def model():
+        rho = pyro.sample("rho", dist.Normal(0.0, 0.5))
+        one = torch.ones(())
+        matrix = torch.stack([torch.stack([one, rho]), torch.stack([rho, one])])
+        pyro.factor("defined", 0.0 * torch.linalg.cholesky(matrix).sum())
+
+    pyro.set_rng_seed(0)
+    mcmc = _mcmc(Slice(model), SEQUENTIAL, monkeypatch, draws=600, warmup=200)
+    rho = mcmc.get_samples(group_by_chain=True)["rho"].numpy()
+    truth = stats.truncnorm(-2.0, 2.0, scale=0.5)
+    assert np.abs(rho).max() < 1.0
+    assert_mean(rho, truth.mean())
+    assert_sd(rho, truth.std())
