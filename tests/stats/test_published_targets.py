@@ -55,7 +55,7 @@ FAMILY_ALPHA = 0.01  # chance of any false failure across one target's checks
 # finished: sparse logistic 0.1, stochastic volatility 0.1, Cox process 0.2, IRT 0.3). At the
 # kernel of 2026-12-06, 4 x (300 + 500) cost 89 s of CPU for eight schools and 976 s for German
 # credit (fast path, 84 leapfrog steps an update), hence one target in the default suite.
-# With interweaving (kernels/interweaving.py) the centred eight schools and radon reached 0.64
+# With interweaving (kernels/interweaving.py) the centred eight schools and radon reached 0.7
 # and 0.2 ESS per draw of their scales in one chain (bench/interweaving.py), hence their
 # shorter runs.
 RUNS: dict[str, tuple[int, int]] = {
