@@ -183,10 +183,18 @@ def decentring(
         model, args, kwargs, shapes, transforms, centred, hyper, names, reparameterised,
         potential, "per point: jit_compile=False",
     )  # fmt: skip
+    try:  # the map must invert at the first point (a site whose loc or scale broadcasts
+        # beyond its value's shape, say, does not)
+        point = found.decentre(like)
+        back = found.recentre(point)
+    except Exception as err:
+        return None, f"map to {centred} failed: {type(err).__name__}: {err}".splitlines()[0]
+    if back.shape != like.shape or not torch.allclose(back, like, rtol=1e-6, atol=1e-8):
+        return None, f"the map to {[n + SUFFIX for n in centred]} does not invert"
     if jit_compile:  # the reparameterised potential recorded, where equal to Pyro's
         with torch.random.fork_rng():
             compiled, found.potential_reason = replayed(
-                reparameterised, args, kwargs, new_shapes, potential, found.decentre(like)
+                reparameterised, args, kwargs, new_shapes, potential, point
             )  # fmt: skip
         found.potential = compiled or potential
     return found, f"given {[n + SUFFIX for n in centred]}: {names}"
