@@ -63,6 +63,21 @@ def _normal(fn: dist.Distribution) -> dist.Normal | None:
     return fn if type(fn) in (dist.Normal, torch.distributions.Normal) else None
 
 
+def renamed(by_site: dict, centred: list[str]) -> dict:
+    """``by_site`` with each centred site under its standardised site's name, in order."""
+    return {(k + SUFFIX if k in centred else k): v for k, v in by_site.items()}
+
+
+def trace_at(
+    model: Callable, args: tuple, kwargs: dict, shapes: dict, transforms: dict, theta: Tensor
+) -> tuple[dict[str, Tensor], poutine.Trace]:
+    """The site values of one unconstrained point ``theta`` [P] and the trace of ``model``
+    conditioned on their constrained values."""
+    values = unravel(theta, shapes)
+    constrained = {k: transforms[k].inv(v) for k, v in values.items()}
+    return values, poutine.trace(poutine.condition(model, constrained)).get_trace(*args, **kwargs)
+
+
 @dataclass
 class Decentring:
     """The map between the model's unconstrained coordinates and those of the model with its
@@ -83,17 +98,13 @@ class Decentring:
     potential: Callable[[Tensor], Tensor]
     potential_reason: str
 
-    def _trace(self, model: Callable, constrained: dict[str, Tensor]) -> poutine.Trace:
-        conditioned = poutine.condition(model, constrained)
-        return poutine.trace(conditioned).get_trace(*self.args, **self.kwargs)
-
     def decentre(self, theta: Tensor) -> Tensor:
         """Points [C, P] of the model -> the reparameterised model's."""
         rows = []
         for row in theta:
-            values = unravel(row, self.shapes)
-            constrained = {k: self.transforms[k].inv(v) for k, v in values.items()}
-            trace = self._trace(self.model, constrained)
+            values, trace = trace_at(
+                self.model, self.args, self.kwargs, self.shapes, self.transforms, row
+            )
             for name in self.centred:
                 normal = _normal(trace.nodes[name]["fn"])
                 values[name] = (values[name] - normal.loc) / normal.scale
@@ -102,16 +113,15 @@ class Decentring:
 
     def recentre(self, theta: Tensor) -> Tensor:
         """Points [C, P] of the reparameterised model -> the model's."""
+        identity = torch.distributions.transforms.identity_transform
+        standard = {k: identity if k in self.centred else t for k, t in self.transforms.items()}
+        shapes, transforms = renamed(self.shapes, self.centred), renamed(standard, self.centred)
         rows = []
         for row in theta:
+            _, trace = trace_at(
+                self.reparameterised, self.args, self.kwargs, shapes, transforms, row
+            )
             values = unravel(row, self.shapes)
-            constrained = {
-                (k + SUFFIX if k in self.centred else k): (
-                    v if k in self.centred else self.transforms[k].inv(v)
-                )
-                for k, v in values.items()
-            }
-            trace = self._trace(self.reparameterised, constrained)
             for name in self.centred:
                 values[name] = trace.nodes[name]["value"].reshape(values[name].shape)
             rows.append(torch.cat([v.reshape(-1) for v in values.values()]))
@@ -125,9 +135,7 @@ def _parents(
     [P] its loc or scale depends on (a gradient at ``point`` [P] with random weights)."""
     with torch.enable_grad():
         theta = point.detach().clone().requires_grad_(True)
-        values = unravel(theta, shapes)
-        constrained = {k: transforms[k].inv(v) for k, v in values.items()}
-        trace = poutine.trace(poutine.condition(model, constrained)).get_trace(*args, **kwargs)
+        _, trace = trace_at(model, args, kwargs, shapes, transforms, theta)
         found = {}
         for name in shapes:
             normal = _normal(trace.nodes[name]["fn"])
@@ -173,7 +181,7 @@ def decentring(
         return None, f"{len(hyper)} hyper-parameter coordinates (at most {MAX_HYPER})"
     reparameterised = poutine.reparam(model, {name: LocScaleReparam(0.0) for name in centred})
     _, potential_fn, _, _ = initialize_model(reparameterised, model_args=args, model_kwargs=kwargs)
-    new_shapes = {(k + SUFFIX if k in centred else k): s for k, s in shapes.items()}
+    new_shapes = renamed(shapes, centred)
 
     def potential(theta: Tensor) -> Tensor:
         return potential_fn(unravel(theta, new_shapes))
