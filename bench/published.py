@@ -36,6 +36,12 @@ Run (every target, 4 chains x (500 + 1000): long; best on an idle machine)::
     python bench/published.py [--targets eight_schools,radon_minnesota] [--chains 4]
         [--warmup 500] [--draws 1000] [--skip pyro-nuts,nutpie] [--seed 0]
 
+``--results rows.jsonl`` makes a long run resumable: each row is appended to the file as it
+is measured, and a later run with the same budget and seed reads the rows it finds there
+instead of measuring them again (every row's figures come from one machine's run either
+way; the file says when each was measured). The summary is printed from the file's rows and
+the new ones together.
+
 ``--quick`` (2 chains x (100 + 100), eight schools non-centred and German credit logistic
 unless ``--targets`` says otherwise) is a smoke test of the script, not a measurement.
 """
@@ -43,7 +49,9 @@ unless ``--targets`` says otherwise) is a smoke test of the script, not a measur
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import json
 import os
 import re
 import time
@@ -232,17 +240,49 @@ def nutpie_row(target: Target, args, reference, points) -> dict:
     }
 
 
-def run_target(target: Target, args) -> list[dict]:
+def stored_rows(args) -> dict[tuple, dict]:
+    """Rows already in ``--results``, keyed by (target, baseline, budget, seed)."""
+    if not args.results or not os.path.exists(args.results):
+        return {}
+    with open(args.results) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {(r["target"], r["baseline"], r["budget"], r["seed"]): r for r in rows}
+
+
+def store_row(args, target: Target, baseline: str, r: dict) -> None:
+    if not args.results:
+        return
+    record = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
+    record |= dict(target=target.name, baseline=baseline, budget=budget(args), seed=args.seed,
+                   measured=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
+    with open(args.results, "a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+
+
+def run_target(target: Target, args, stored: dict[tuple, dict]) -> list[dict]:
     rows, notes = [], []
-    if "slice" not in args.skip:
-        rows.append(pyro_row(target, args, nuts=False))
-    if "slice-vectorized" not in args.skip:
-        rows.append(pyro_row(target, args, nuts=False, vectorized=True))
-    if "pyro-nuts" not in args.skip:
-        rows.append(pyro_row(target, args, nuts=True))
-    if "pyro-nuts-jit" not in args.skip:
-        rows.append(pyro_row(target, args, nuts=True, jit=True))
-    reference, points = pyro_reference(target, args.seed)
+
+    def measure(baseline: str, make: Callable[[], dict]) -> None:
+        key = (target.name, baseline, budget(args), args.seed)
+        if key in stored:
+            rows.append(stored[key] | {"ess": np.asarray(stored[key]["ess"])})
+            when = stored[key]["measured"]
+            notes.append(f"{baseline}: read from {args.results} (measured {when})")
+            return
+        r = make()
+        store_row(args, target, baseline, r)
+        rows.append(r)
+
+    pyro_rows = (
+        ("slice", dict(nuts=False)),
+        ("slice-vectorized", dict(nuts=False, vectorized=True)),
+        ("pyro-nuts", dict(nuts=True)),
+        ("pyro-nuts-jit", dict(nuts=True, jit=True)),
+    )
+    for baseline, options in pyro_rows:
+        if baseline not in args.skip:
+            measure(baseline, lambda options=options: pyro_row(target, args, **options))
+    reference = functools.cache(lambda: pyro_reference(target, args.seed))
     for key, needs, make in (
         ("numpyro", ("numpyro", "jax"), numpyro_row),
         ("nutpie", ("nutpie", "pymc"), nutpie_row),
@@ -256,7 +296,7 @@ def run_target(target: Target, args) -> list[dict]:
                 "(optional: pip install -e '.[bench]')"
             )
             continue
-        rows.append(make(target, args, reference, points))
+        measure(key, lambda make=make: make(target, args, *reference()))
     print_target(target, rows, notes)
     return rows
 
@@ -347,6 +387,9 @@ def parse_args() -> argparse.Namespace:
         )
     parser.add_argument("--skip", default="", help=f"rows to leave out: {','.join(BASELINES)}")
     parser.add_argument("--nutpie-cores", type=int, default=2, help="nutpie chains at once")
+    parser.add_argument(
+        "--results", default="", help="a .jsonl file: rows are appended, and read back on a rerun"
+    )
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else PAPER).items():
         if getattr(args, key) is None:
@@ -375,10 +418,10 @@ def main() -> None:
         + f"; same-posterior check rtol {CHECK_RTOL:g}",
         flush=True,
     )
-    results = {}
+    results, stored = {}, stored_rows(args)
     for name in args.targets:
         target = load(name)
-        results[name] = (target.dim, run_target(target, args))
+        results[name] = (target.dim, run_target(target, args, stored))
     print_summary(results)
 
 
