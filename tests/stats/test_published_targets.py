@@ -72,6 +72,17 @@ RUNS: dict[str, tuple[int, int]] = {
 }
 DEFAULT_SUITE: tuple[str, ...] = ()  # all slow (module docstring)
 
+# Published moments measured to be off the posterior they describe: their mean and sd are not
+# checked (R-hat still is). The gym's Stan run for stochastic volatility is non-centred; that
+# form diverges where the persistence nears 1 and never reaches the long left tail of
+# ``mean_log_volatility`` there. NumPyro's NUTS in the centred form (no divergence; three
+# seeds) finds mean 7.85-7.88 and sd 1.23-1.27, with a 0.1% quantile near -1.7, and the
+# reference's 7.92 and 1.05 once its lowest 1% of draws are dropped; in the non-centred form
+# (183-1,338 divergent transitions) its 0.1% quantile stays above 3.8
+# (``bench/volatility_reference.py``, docs/published-targets.md). The target's other three
+# quantities are checked.
+REFERENCE_OFF_POSTERIOR = {("stochastic_volatility", "mean_log_volatility")}
+
 
 def tolerance(target: Target) -> float:
     """``k``: at least 4, wider for many coordinates (two checks each, Bonferroni)."""
@@ -101,15 +112,19 @@ def check_against_reference(name: str) -> None:
     quantities = target.quantities(run["samples"])
     k = tolerance(target)
     path = run["diagnostics"].get("path")
+    failures = []
     for quantity, ref in target.reference.items():
         x = quantities[quantity]
         assert x.shape == (CHAINS, draws, *np.shape(ref.mean)), quantity
         try:
-            assert_mean(x, ref.mean, k=k, truth_se=ref.mean_se)
-            assert_sd(x, ref.sd, k=k, truth_se=ref.mean_se / math.sqrt(2.0))
+            if (name, quantity) not in REFERENCE_OFF_POSTERIOR:
+                assert_mean(x, ref.mean, k=k, truth_se=ref.mean_se)
+                assert_sd(x, ref.sd, k=k, truth_se=ref.mean_se / math.sqrt(2.0))
             assert_rhat(x, limit=RHAT, every=True)
         except AssertionError as err:
-            raise AssertionError(f"{name}, {quantity} (k = {k:.2f}, path {path}): {err}") from err
+            failures.append(f"{quantity}: {err}")
+    # every quantity checked before failing, so one run reports them all
+    assert not failures, f"{name} (k = {k:.2f}, path {path}): " + "; ".join(failures)
 
 
 @pytest.mark.parametrize(
@@ -142,3 +157,8 @@ def test_a_biased_sampler_fails_the_check():
         stuck = x.copy()
         stuck[0] += 2.0 * ref.sd  # one chain elsewhere
         assert_rhat(stuck, limit=RHAT, every=True)
+
+
+def test_the_unchecked_moments_name_published_quantities():
+    for name, quantity in REFERENCE_OFF_POSTERIOR:
+        assert quantity in load(name).reference, (name, quantity)
