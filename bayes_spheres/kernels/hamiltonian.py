@@ -22,7 +22,8 @@ joint density of ``(z, v)`` invariant; no accept/reject step.
 target is. With ``trajectory=None`` the trajectory grows by doublings until it turns back on
 itself (Hoffman & Gelman 2014, Alg. 3: :mod:`~bayes_spheres.kernels.no_u_turn`), no shorter
 than a floor learnt in warm-up (:mod:`~bayes_spheres.kernels.trajectory_length`), so its cost
-follows the posterior; targets with their own integrator (the fast path) keep a fixed one.
+follows the posterior; targets with their own integrator (the fast path) keep a fixed one,
+measured in the posterior's longest scale (:meth:`HamiltonianSliceSampler.fitted_length`).
 
 Where the target has a Gaussian part (the prior of the study's models), coordinates are
 whitened by it, ``theta = m + L z``, and its flow is exact: a rotation of ``(z, v)``; only the
@@ -59,7 +60,13 @@ from bayes_spheres.kernels.no_u_turn import MAX_DEPTH, no_u_turn_trajectory
 from bayes_spheres.kernels.protocols import Splitting, Target
 from bayes_spheres.kernels.slice_trajectory import MAX_ENERGY, slice_trajectory
 from bayes_spheres.kernels.steps import scale_update
-from bayes_spheres.kernels.trajectory_length import least_states, warmup_floor
+from bayes_spheres.kernels.trajectory_length import (
+    TRAJECTORIES_MIX_RADIUS,
+    least_states,
+    length_scale,
+    radius_mixing,
+    warmup_floor,
+)
 
 # The most leapfrog steps in one trajectory (a step size adapted far down, e.g. from a bad
 # start, would otherwise make one update arbitrarily long); NUTS's default depth allows 1,023.
@@ -110,8 +117,10 @@ class HamiltonianSliceSampler:
     ``trajectory``), so that more of them, hence a better adapted step, fit the same time.
     ``mass``: the mass matrix adapted where the target has no Gaussian part.
     ``scale_moves``: scale moves (Liu & Sabatti 2000) after each update. ``max_energy``: the
-    divergence threshold. ``generator``: the random stream every draw takes (None: torch's
-    global one).
+    divergence threshold. ``fit_to_warmup``: after warm-up, measure a fixed length along a
+    Gaussian part in the posterior's longest scale (:meth:`fitted_length`) and drop scale
+    moves that trajectories make redundant (:meth:`_keep_scale_moves`). ``generator``: the
+    random stream every draw takes (None: torch's global one).
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class HamiltonianSliceSampler:
         max_energy: float = MAX_ENERGY,
         max_depth: int = MAX_DEPTH,
         floor: bool = True,
+        fit_to_warmup: bool = True,
         generator: torch.Generator | None = None,
     ) -> None:
         if not (init_step > 0 and 0 < target_accept < 1 and warmup >= 0 and max_depth >= 1):
@@ -147,11 +157,15 @@ class HamiltonianSliceSampler:
         self.max_depth, self.use_floor = max_depth, floor
         self.generator = generator
         self.floor: float | None = None  # learnt at the end of warm-up
+        self.fit_to_warmup = fit_to_warmup
+        self.length_scale: float | None = None  # learnt at the end of warm-up
         self._warmup_states: list[Tensor] = []
         self.init_step, self.target_accept, self.mass = init_step, target_accept, Mass(mass)
         self.step_size = float(init_step)
         self.scale_moves, self.scale_width, self.max_steps = scale_moves, scale_width, max_steps
         self.max_energy = max_energy
+        self.scale_moves_kept = "not decided"
+        self._radial: list[tuple[Tensor, Tensor]] = []  # warm-up's 2nd half: log |theta|, jump
         self.iteration = self.leapfrogs = self.calls = 0
         self.draw_leapfrogs = self.draw_states = self.draw_time = 0.0  # after warm-up
         self.accept_sum = self.in_slice_sum = 0.0
@@ -261,6 +275,8 @@ class HamiltonianSliceSampler:
         else:
             if length is None:
                 length = SPECIALISED_TRAJECTORY
+            if not self.warming_up:
+                length = self.fitted_length(length, split)
             steps = states = min(max(1, round(length / eps)), MAX_LEAPFROGS)
             if split.trajectory is not None:
                 step = split.trajectory(
@@ -279,8 +295,17 @@ class HamiltonianSliceSampler:
         accept = step.accept.mean()
         self.accept_sum += float(accept)
         self.in_slice_sum += float(step.in_slice.mean())
+        log_radius = theta.norm(dim=-1).log()
         theta = split.to_theta(step.z)
         logp = target.log_density(theta)
+        if (
+            self.fit_to_warmup
+            and self.scale_moves
+            and not self.warming_up
+            and self.scale_moves_kept == "not decided"
+        ):
+            self._keep_scale_moves()
+        scaled = torch.zeros_like(log_radius)
         for _ in range(self.scale_moves):
             s = scale_update(
                 target.scaling_ray(theta), logp, theta.shape[-1], self.scale_width,
@@ -288,6 +313,15 @@ class HamiltonianSliceSampler:
             )  # fmt: skip
             self.calls += s.calls
             theta, logp = theta * torch.exp(s.t)[:, None], s.logp
+            scaled = scaled + s.t
+        if (
+            self.fit_to_warmup
+            and self.scale_moves
+            and self.warming_up
+            and 2 * self.iteration >= self.warmup
+        ):
+            after = theta.norm(dim=-1).log()
+            self._radial.append((after, after - log_radius - scaled))
         if self.scale_moves:
             self._state = None
         else:
@@ -300,6 +334,29 @@ class HamiltonianSliceSampler:
         self.iteration += 1
         self.diverging = step.diverging
         return theta, logp
+
+    def _keep_scale_moves(self) -> None:
+        """At the end of warm-up: drop the scale moves where the trajectories alone mixed the
+        radius (``trajectory_length.radius_mixing``)."""
+        share = radius_mixing(self._radial)
+        kept = share < TRAJECTORIES_MIX_RADIUS
+        self.scale_moves_kept = (
+            f"{'kept' if kept else 'dropped'}: a trajectory moved log |theta| by "
+            f"{share:.3g} of an independent draw's mean squared jump in warm-up"
+        )
+        self._radial = []
+        if not kept:
+            self.scale_moves = 0
+
+    def fitted_length(self, length: float, split: Splitting) -> float:
+        """``length`` in the posterior's longest scale, learnt once after warm-up where the
+        target has a Gaussian part (``trajectory_length.length_scale``)."""
+        if self.length_scale is None:
+            self.length_scale = 1.0
+            if self.fit_to_warmup and split.gaussian:
+                self.length_scale = length_scale(self._warmup_states, split)
+            self._warmup_states = []
+        return length * self.length_scale
 
     def info(self) -> dict:
         """Settings and what the run measured: the step size adapted, leapfrog steps per
@@ -323,6 +380,10 @@ class HamiltonianSliceSampler:
             ),
             "max_depth": self.max_depth,
             "floor": round(self.floor or 0.0, 4),
+            "length_scale": round(self.length_scale or 1.0, 4),
+            "scale_moves": self.scale_moves_kept
+            if self.scale_moves_kept != "not decided"
+            else self.scale_moves,
             "length_mean": round(self.draw_time / draws, 4),
             "steps_per_chain": round(self.draw_states / draws, 1),
             "leapfrogs_per_draw": round(self.draw_leapfrogs / draws, 1),

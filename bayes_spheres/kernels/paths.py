@@ -207,14 +207,19 @@ POTENTIAL_FORMS = {"batched": batched_form, "compiled": compiled_form}
 
 
 def hamiltonian_sampler(
-    settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
+    settings: SliceSettings,
+    warmup: int,
+    like: Tensor,
+    generator: torch.Generator | None,
+    fit_to_warmup: bool = True,
 ) -> object:
     trajectory = None if settings.trajectory == NO_U_TURN else settings.trajectory
     return HamiltonianSliceSampler(
         warmup, trajectory, init_step=INIT_STEP, target_accept=settings.target_accept,
         warmup_trajectory=settings.warmup_trajectory, mass=settings.mass,
         scale_moves=settings.scale_moves, scale_width=settings.init_width,
-        max_steps=settings.max_steps, max_energy=settings.max_energy, generator=generator,
+        max_steps=settings.max_steps, max_energy=settings.max_energy, fit_to_warmup=fit_to_warmup,
+        generator=generator,
     )  # fmt: skip
 
 
@@ -232,7 +237,8 @@ def conditional_sampler(
     settings: SliceSettings, warmup: int, like: Tensor, generator: torch.Generator | None
 ) -> object:
     def new_sampler() -> HamiltonianSliceSampler:
-        return hamiltonian_sampler(settings, warmup, like, generator)
+        # one Gaussian block per value of the other sites: no one posterior to fit
+        return hamiltonian_sampler(settings, warmup, like, generator, fit_to_warmup=False)
 
     return ConditionalSampler(len(like), new_sampler, settings.init_width, settings.max_steps)
 
