@@ -42,16 +42,18 @@ class SliceSettings:
     :param directions: ``hamiltonian`` (slices along Hamiltonian trajectories), ``factor``
         (eigenvectors of the warm-up covariance, Tibbits et al. 2014) or ``coordinate``.
     :param trajectory: hamiltonian: the length in time of a trajectory (on the fast path in
-        prior-whitened units, ``pi / 2`` a quarter period of the prior), or
-        :data:`NO_U_TURN` (generic and conditional paths; the fast path, whose flow is
-        exact along the prior, keeps a fixed length); None: the path's (6 on the fast and
+        prior-whitened units, ``pi / 2`` a quarter period of the prior, and after warm-up in
+        the posterior's longest scale, at most the prior's), or :data:`NO_U_TURN` (generic
+        and conditional paths; the fast path, whose flow is exact along the prior, keeps a
+        fixed length); None: the path's (6 on the fast and
         conditional paths, :data:`NO_U_TURN` on the generic one).
     :param warmup_trajectory: hamiltonian: the length while adapting; None: the path's (or,
         where the path has none, ``trajectory``'s).
     :param target_accept: hamiltonian: the mean ``min(1, e^-dH)`` the step size is adapted to.
     :param mass: hamiltonian, generic path: the mass matrix adapted in warm-up.
     :param scale_moves: scale moves ``theta <- g theta`` after each update (Liu & Sabatti
-        2000); None: the path's (3 on the fast path, 0 elsewhere).
+        2000); None: the path's (3 on the fast path, 0 elsewhere). On the fast path they are
+        dropped after warm-up where the trajectories alone mixed the radius.
     :param init_width: the initial width of univariate slices (and of the scale moves).
     :param max_steps: Neal's ``m``: the most widths stepping-out may span.
     :param max_energy: hamiltonian: an energy rise above this marks a divergent update.
