@@ -35,6 +35,7 @@ from torch import Tensor
 from bayes_spheres.kernels.conditional import ConditionalSampler, conditional_target
 from bayes_spheres.kernels.fast.logistic import NotLinearLogistic
 from bayes_spheres.kernels.fast.logistic_model import linear_logistic_target
+from bayes_spheres.kernels.fused_gradient import fused_gradient
 from bayes_spheres.kernels.hamiltonian import HamiltonianSliceSampler
 from bayes_spheres.kernels.interweaving import InterweavingSampler, decentring
 from bayes_spheres.kernels.potential import (
@@ -199,7 +200,10 @@ def compiled_form(
     compiled, why = replayed(
         problem.model, problem.args, problem.kwargs, problem.shapes, problem.potential, initial
     )
-    return (None if compiled is None else PotentialTarget(compiled)), why
+    if compiled is None:
+        return None, why
+    fused, fused_why = fused_gradient(problem.potential, initial)
+    return PotentialTarget(compiled, fused=fused), f"{why}; {fused_why}"
 
 
 # The generic path's forms of Pyro's potential (``probe_generic`` says which it tries first).

@@ -18,6 +18,7 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from bayes_spheres.kernels.fused_gradient import ValueAndGradient, nan_where_undefined
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
 
 
@@ -202,16 +203,20 @@ class PotentialTarget:
     """Log density ``-potential(theta)`` over unconstrained vectors [B, P]: by ``batched``
     (all points at once) where given, else by a loop over the points. ``decentring``: the
     model's centred sites and their map to Pyro's reparameterised model, where the generic
-    path found some (:class:`~bayes_spheres.kernels.interweaving.Decentring`)."""
+    path found some (:class:`~bayes_spheres.kernels.interweaving.Decentring`). ``fused``:
+    the potential and its gradient at one point [P] as one recorded graph, for one chain's
+    leapfrog steps (:mod:`~bayes_spheres.kernels.fused_gradient`)."""
 
     def __init__(
         self,
         potential: Callable[[Tensor], Tensor],
         batched: Callable[[Tensor], Tensor] | None = None,
         decentring: object | None = None,
+        fused: ValueAndGradient | None = None,
     ) -> None:
         self.potential, self.batched = potential, batched
         self.decentring = decentring  # kernels/interweaving.py's, where the model has one
+        self.fused = None if fused is None else nan_where_undefined(fused, UNDEFINED)
 
     def _potential(self, theta: Tensor) -> Tensor:
         if self.batched is not None:
@@ -238,6 +243,9 @@ class PotentialTarget:
         """No Gaussian part: the whole log density is the rest, its gradient by autograd."""
 
         def rest(z: Tensor) -> tuple[Tensor, Tensor]:
+            if self.fused is not None and len(z) == 1:
+                value, grad = self.fused(z[0])
+                return -value.reshape(1), -grad.reshape(z.shape)
             with torch.enable_grad():
                 points = z.detach().requires_grad_(True)
                 logp = -self._potential(points)
