@@ -39,8 +39,9 @@ Run (every target, 4 chains x (500 + 1000): long; best on an idle machine)::
 ``--results rows.jsonl`` makes a long run resumable: each row is appended to the file as it
 is measured, and a later run with the same budget and seed reads the rows it finds there
 instead of measuring them again (every row's figures come from one machine's run either
-way; the file says when each was measured). The summary is printed from the file's rows and
-the new ones together.
+way; the file says when and at which commit each was measured: delete a method's rows
+after changing it, for they are found by target, method, budget and seed). The summary is
+printed from the file's rows and the new ones together (``bench/result_rows.py``).
 
 ``--quick`` (2 chains x (100 + 100), eight schools non-centred and German credit logistic
 unless ``--targets`` says otherwise) is a smoke test of the script, not a measurement.
@@ -51,7 +52,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import os
 import re
 import time
@@ -64,6 +64,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_median
 from pyro.infer.mcmc.util import initialize_model
+from result_rows import store_row, stored_rows
 from slice_vs_nuts import CHECK_RTOL, kernel_effort, row, same_posterior, version
 
 from bayes_spheres.benchmarks import TARGETS, Target, load
@@ -240,25 +241,6 @@ def nutpie_row(target: Target, args, reference, points) -> dict:
     }
 
 
-def stored_rows(args) -> dict[tuple, dict]:
-    """Rows already in ``--results``, keyed by (target, baseline, budget, seed)."""
-    if not args.results or not os.path.exists(args.results):
-        return {}
-    with open(args.results) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return {(r["target"], r["baseline"], r["budget"], r["seed"]): r for r in rows}
-
-
-def store_row(args, target: Target, baseline: str, r: dict) -> None:
-    if not args.results:
-        return
-    record = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
-    record |= dict(target=target.name, baseline=baseline, budget=budget(args), seed=args.seed,
-                   measured=time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record, default=float) + "\n")
-
-
 def run_target(target: Target, args, stored: dict[tuple, dict]) -> list[dict]:
     rows, notes = [], []
 
@@ -266,11 +248,13 @@ def run_target(target: Target, args, stored: dict[tuple, dict]) -> list[dict]:
         key = (target.name, baseline, budget(args), args.seed)
         if key in stored:
             rows.append(stored[key] | {"ess": np.asarray(stored[key]["ess"])})
-            when = stored[key]["measured"]
-            notes.append(f"{baseline}: read from {args.results} (measured {when})")
+            when, commit = stored[key]["measured"], stored[key].get("commit", "?")
+            notes.append(f"{baseline}: read from {args.results} (measured {when} at {commit})")
             return
         r = make()
-        store_row(args, target, baseline, r)
+        if args.results:
+            store_row(args.results, r, target=target.name, baseline=baseline,
+                      budget=budget(args), seed=args.seed)  # fmt: skip
         rows.append(r)
 
     pyro_rows = (
@@ -418,7 +402,7 @@ def main() -> None:
         + f"; same-posterior check rtol {CHECK_RTOL:g}",
         flush=True,
     )
-    results, stored = {}, stored_rows(args)
+    results, stored = {}, stored_rows(args.results)
     for name in args.targets:
         target = load(name)
         results[name] = (target.dim, run_target(target, args, stored))

@@ -18,7 +18,9 @@ after dropping the lowest 1% of draws (what a sampler that never enters the corn
   parameterisation the Pyro target uses);
 - ``non-centred``: the gym's Stan model, written in NumPyro.
 
-Run (NumPyro and JAX from the ``bench`` extra; about a minute per run)::
+Per run also the mean persistence, over all draws and where ``mean_log_volatility < 5``.
+
+Run (NumPyro and JAX from the ``bench`` extra; about a minute per run, six runs)::
 
     python bench/volatility_reference.py [--seeds 0,1,2] [--warmup 1000] [--draws 5000]
 """
@@ -80,7 +82,9 @@ def run(name: str, seed: int, warmup: int, draws: int) -> dict:
     )
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging",))
-    x = np.asarray(mcmc.get_samples()["mean_log_volatility"])
+    samples = mcmc.get_samples()
+    x = np.asarray(samples["mean_log_volatility"])
+    persistence = np.asarray(samples["persistence_of_volatility"])
     low = x > np.quantile(x, 0.01)
     return dict(
         seconds=time.perf_counter() - start,
@@ -90,6 +94,8 @@ def run(name: str, seed: int, warmup: int, draws: int) -> dict:
         q=np.quantile(x, [0.001, 0.01, 0.5, 0.99]),
         mean99=x[low].mean(),
         sd99=x[low].std(),
+        persistence=persistence.mean(),
+        persistence_below_5=persistence[x < 5.0].mean() if (x < 5.0).any() else float("nan"),
     )
 
 
@@ -108,7 +114,7 @@ def main() -> None:
     print(
         f"{'model':<12} {'seed':>4} {'divergent':>9} {'mean':>7} {'sd':>6} "
         f"{'q0.001':>7} {'q0.01':>6} {'median':>6} {'q0.99':>6} {'mean>q0.01':>10} "
-        f"{'sd>q0.01':>8} {'seconds':>7}"
+        f"{'sd>q0.01':>8} {'persistence':>11} {'where <5':>8} {'seconds':>7}"
     )
     for name in MODELS:
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -117,7 +123,8 @@ def main() -> None:
             print(
                 f"{name:<12} {seed:>4} {r['divergent']:>9} {r['mean']:>7.4f} {r['sd']:>6.3f} "
                 f"{q[0]:>7.2f} {q[1]:>6.2f} {q[2]:>6.2f} {q[3]:>6.2f} {r['mean99']:>10.4f} "
-                f"{r['sd99']:>8.3f} {r['seconds']:>7.1f}",
+                f"{r['sd99']:>8.3f} {r['persistence']:>11.3f} {r['persistence_below_5']:>8.3f} "
+                f"{r['seconds']:>7.1f}",
                 flush=True,
             )
 

@@ -1,4 +1,4 @@
-"""Pyro's potential and its gradient as one recorded graph, for the generic path's leapfrog.
+"""Pyro's potential and its gradient as one recorded graph, for one chain's leapfrog steps.
 
 The compiled potential (:func:`~bayes_spheres.kernels.potential.compiled_potential`, Pyro's
 ``jit_compile``) replays the model's tensor operations without its Python code, but its
@@ -14,15 +14,18 @@ ms, German credit probit 0.90 against 0.54, Brownian motion 0.68 against 0.33, s
 volatility 1.84 against 1.08, radon 1.80 against 0.90 (the 2-core machine shared with two
 other runs).
 
-A recording keeps one branch of any Python ``if`` on values, as Pyro's ``jit_compile`` does,
-and needs the model's argument checks off while it records (they read values): it is used
-only where :func:`fused_gradient`'s check finds its values and gradients equal to Pyro's per
-point at the chains' starting points and random points about them.
+What cannot be recorded is refused, with the reason: a model whose code branches in Python
+on a latent value (the tracer cannot read values; the model's argument checks, which do, are
+off while it records), and one whose recording would check a matrix factorisation (Cholesky,
+a solve): the replay drops such checks, so a matrix that is not positive definite would give
+numbers where Pyro's potential raises, which the kernel reads as an undefined potential
+(:data:`~bayes_spheres.kernels.potential.UNDEFINED`). Such models keep the compiled potential
+with autograd. What is recorded is used only where its values and gradients equal Pyro's
+(with its gradient by autograd) at the chain's starting point and random points about it.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
@@ -31,10 +34,10 @@ import torch
 from torch import Tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 
-ValueAndGradient = Callable[[Tensor], tuple[Tensor, Tensor]]
+from bayes_spheres.kernels.potential import BATCHED_RTOL, PROBE_POINTS, ValueAndGradient
 
-PROBE_POINTS = 4
-RTOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+# operations whose recording checks a matrix factorisation, which the replay would drop
+CHECKED_FACTORISATIONS = ("check_errors",)
 
 
 def value_and_gradient(potential: Callable[[Tensor], Tensor]) -> ValueAndGradient:
@@ -61,33 +64,24 @@ def fused_gradient(
         with pyro.validation_enabled(False), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracers' notes on constants and checks
             graph = make_fx(reference)(like[0].detach().clone())
+            checked = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
+            if any(c in op for op in checked for c in CHECKED_FACTORISATIONS):
+                return None, "no fused gradient: the replay would drop a factorisation's checks"
             fused = torch.jit.trace(graph, like[0].detach().clone(), check_trace=False)
     except Exception as err:  # the tracer cannot record this model
         return None, f"fused gradient failed: {type(err).__name__}: {str(err).splitlines()[0]}"
     noise = torch.randn((PROBE_POINTS, *like.shape[1:]), dtype=like.dtype, device=like.device)
-    rtol = RTOL.get(like.dtype, 1e-4)
-    for point in torch.cat([like, like[:1] + noise]).detach():
-        try:
-            got = fused(point)
-        except Exception as err:
-            return None, f"fused gradient failed: {type(err).__name__}"
-        for name, a, b in zip(("value", "gradient"), got, reference(point), strict=True):
-            atol = rtol * max(float(b.abs().max()), 1.0)
-            if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=atol):
-                return None, f"fused gradient's {name} differs from Pyro's per point"
+    rtol = BATCHED_RTOL.get(like.dtype, 1e-4)
+    try:
+        for point in torch.cat([like, like[:1] + noise]).detach():
+            for name, a, b in zip(
+                ("value", "gradient"), fused(point), reference(point), strict=True
+            ):
+                atol = rtol * max(float(b.abs().max()), 1.0)
+                if a.shape != b.shape or not torch.allclose(
+                    a, b, rtol=rtol, atol=atol, equal_nan=True
+                ):
+                    return None, f"fused gradient's {name} differs from Pyro's per point"
+    except Exception as err:  # either raised at a probe point: no comparison there
+        return None, f"fused gradient not checked: {type(err).__name__} at a probe point"
     return fused, "fused gradient: equal to Pyro's per point"
-
-
-def nan_where_undefined(fused: ValueAndGradient, undefined: tuple[str, ...]) -> ValueAndGradient:
-    """``fused``, with a value that is not a number (and a zero gradient) where it raises one
-    of the ``undefined`` errors, as :func:`~bayes_spheres.kernels.potential.at` does."""
-
-    def both(theta: Tensor) -> tuple[Tensor, Tensor]:
-        try:
-            return fused(theta)
-        except RuntimeError as err:
-            if any(reason in str(err) for reason in undefined):
-                return theta.new_tensor(math.nan), torch.zeros_like(theta)
-            raise
-
-    return both

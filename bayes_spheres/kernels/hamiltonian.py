@@ -164,7 +164,7 @@ class HamiltonianSliceSampler:
         self.step_size = float(init_step)
         self.scale_moves, self.scale_width, self.max_steps = scale_moves, scale_width, max_steps
         self.max_energy = max_energy
-        self.scale_moves_kept = "not decided"
+        self.scale_moves_decision: str | None = None  # made at the end of warm-up
         self._radial: list[tuple[Tensor, Tensor]] = []  # warm-up's 2nd half: log |theta|, jump
         self.iteration = self.leapfrogs = self.calls = 0
         self.draw_leapfrogs = self.draw_states = self.draw_time = 0.0  # after warm-up
@@ -298,12 +298,8 @@ class HamiltonianSliceSampler:
         log_radius = theta.norm(dim=-1).log()
         theta = split.to_theta(step.z)
         logp = target.log_density(theta)
-        if (
-            self.fit_to_warmup
-            and self.scale_moves
-            and not self.warming_up
-            and self.scale_moves_kept == "not decided"
-        ):
+        fits_scale_moves = self.fit_to_warmup and split.gaussian and self.scale_moves
+        if fits_scale_moves and not self.warming_up and self.scale_moves_decision is None:
             self._keep_scale_moves()
         scaled = torch.zeros_like(log_radius)
         for _ in range(self.scale_moves):
@@ -327,7 +323,8 @@ class HamiltonianSliceSampler:
         else:
             self._state = (theta, step.z, step.logp_rest, step.grad)
         if self.warming_up:
-            if self.use_floor and 2 * self.iteration >= self.warmup:
+            fits = self.use_floor or self.fit_to_warmup
+            if fits and 2 * self.iteration >= self.warmup:
                 self._warmup_states.append(theta)
             self.adapter.step(self.iteration, {SITE[0]: theta}, accept)
             self.step_size = self.adapter.step_size
@@ -340,7 +337,7 @@ class HamiltonianSliceSampler:
         radius (``trajectory_length.radius_mixing``)."""
         share = radius_mixing(self._radial)
         kept = share < TRAJECTORIES_MIX_RADIUS
-        self.scale_moves_kept = (
+        self.scale_moves_decision = (
             f"{'kept' if kept else 'dropped'}: a trajectory moved log |theta| by "
             f"{share:.3g} of an independent draw's mean squared jump in warm-up"
         )
@@ -381,9 +378,7 @@ class HamiltonianSliceSampler:
             "max_depth": self.max_depth,
             "floor": round(self.floor or 0.0, 4),
             "length_scale": round(self.length_scale or 1.0, 4),
-            "scale_moves": self.scale_moves_kept
-            if self.scale_moves_kept != "not decided"
-            else self.scale_moves,
+            "scale_moves": self.scale_moves_decision or self.scale_moves,
             "length_mean": round(self.draw_time / draws, 4),
             "steps_per_chain": round(self.draw_states / draws, 1),
             "leapfrogs_per_draw": round(self.draw_leapfrogs / draws, 1),

@@ -202,6 +202,8 @@ def compiled_form(
     )
     if compiled is None:
         return None, why
+    if len(initial) > 1:  # the fused graph serves one chain's steps (kernels/fused_gradient.py)
+        return PotentialTarget(compiled), why
     fused, fused_why = fused_gradient(problem.potential, initial)
     return PotentialTarget(compiled, fused=fused), f"{why}; {fused_why}"
 

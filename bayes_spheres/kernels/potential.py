@@ -18,7 +18,6 @@ from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_spheres.kernels.fused_gradient import ValueAndGradient, nan_where_undefined
 from bayes_spheres.kernels.protocols import LogDensityAlong, Splitting
 
 
@@ -187,6 +186,24 @@ def at(potential: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
         raise
 
 
+ValueAndGradient = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def nan_where_undefined(fused: ValueAndGradient) -> ValueAndGradient:
+    """``fused`` (a potential and its gradient at [P]), with a value that is not a number and
+    a zero gradient where it raises an :data:`UNDEFINED` error, as :func:`at` does."""
+
+    def both(theta: Tensor) -> tuple[Tensor, Tensor]:
+        try:
+            return fused(theta)
+        except RuntimeError as err:
+            if any(reason in str(err) for reason in UNDEFINED):
+                return theta.new_tensor(math.nan), torch.zeros_like(theta)
+            raise
+
+    return both
+
+
 def per_point(potential: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """``potential`` ([P] -> scalar) over points [B, P], one call per point (not a number
     where it is undefined, :func:`at`)."""
@@ -216,7 +233,7 @@ class PotentialTarget:
     ) -> None:
         self.potential, self.batched = potential, batched
         self.decentring = decentring  # kernels/interweaving.py's, where the model has one
-        self.fused = None if fused is None else nan_where_undefined(fused, UNDEFINED)
+        self.fused = None if fused is None else nan_where_undefined(fused)
 
     def _potential(self, theta: Tensor) -> Tensor:
         if self.batched is not None:

@@ -63,7 +63,8 @@ def least_states(floor: float, eps: float) -> int:
 def length_scale(states: list[Tensor], split: Splitting) -> float:
     """The unit of a fixed trajectory length along a Gaussian part: the posterior's longest
     scale (:func:`longest_scale` of the warm-up states, in the whitened coordinates of
-    ``split``'s Gaussian part), at most 1; 1 without states.
+    ``split``'s Gaussian part), at most 1; 1 where fewer than two states or no spread say
+    nothing.
 
     There the prior has scale 1 in every direction, and a log-concave likelihood only narrows
     it (Brascamp & Lieb 1976: the posterior's covariance is at most the prior's), so a length
@@ -74,16 +75,16 @@ def length_scale(states: list[Tensor], split: Splitting) -> float:
     update where 27 go once round). Warm-up states are autocorrelated and few against the
     dimension, which inflates the top eigenvalue of their covariance: the unit errs long
     (item response theory's 501 coordinates from 150 states: 1)."""
-    if not states:
-        return 1.0
-    return min(1.0, longest_scale(split.to_z(torch.cat(states))))
+    z = split.to_z(torch.cat(states)) if states else None
+    scale = longest_scale(z) if z is not None and len(z) >= 2 else 0.0
+    return min(1.0, scale) if math.isfinite(scale) and scale > 0.0 else 1.0
 
 
 def radius_mixing(radial: list[tuple[Tensor, Tensor]]) -> float:
     """From warm-up updates' ``(log |theta| after, its jump along the trajectory)`` [C] each:
     the trajectories' mean squared jump of the log radius over twice its variance per chain,
-    what independent draws would jump (0: the radius never moves; 1: as if redrawn; 0 without
-    updates).
+    what independent draws would jump (0: the radius never moves; 1: as if redrawn). 0, which
+    keeps the scale moves, where fewer than two updates or no spread say nothing.
 
     Scale moves (``theta <- g theta``, Liu & Sabatti 2000) redraw the radius. On a Gaussian
     prior cut by constraints (the spheres' posteriors) a trajectory is nearly a rotation and
@@ -91,9 +92,13 @@ def radius_mixing(radial: list[tuple[Tensor, Tensor]]) -> float:
     state far from the origin (a regression's narrow posterior) one trajectory moves the
     radius across its posterior range (German credit's logistic regression: 0.96), and they
     cost half an update for nothing (21.8 s against 11.2 s for 1,500 updates of one chain,
-    the same ESS). At :data:`TRAJECTORIES_MIX_RADIUS` or more they are dropped."""
-    if not radial:
+    the same ESS). At :data:`TRAJECTORIES_MIX_RADIUS` or more they are dropped. The share is
+    measured on warm-up's trajectories, which may be longer than the fitted ones after it
+    (German credit: 1.5 against 1.2), so a share near the threshold overstates the mixing."""
+    if len(radial) < 2:
         return 0.0
-    radii = torch.stack([r for r, _ in radial])
-    jumps = torch.stack([j for _, j in radial])
-    return float((jumps**2).mean() / (2 * radii.var(dim=0).mean()).clamp_min(1e-300))
+    radii = torch.stack([r for r, _ in radial]).double()
+    jumps = torch.stack([j for _, j in radial]).double()
+    variance = float(radii.var(dim=0).mean())
+    share = float((jumps**2).mean()) / (2.0 * variance) if variance > 0.0 else 0.0
+    return share if math.isfinite(share) else 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import MCMC
@@ -72,3 +73,40 @@ def test_the_same_chain_as_pyros_potential_and_autograd(monkeypatch):
     plain, reason = draws()
     assert "fused" not in reason.replace("off", "")
     np.testing.assert_allclose(fused, plain, rtol=1e-9, atol=1e-12)
+
+
+def test_a_factorisation_keeps_autograd_where_pyro_raises():
+    """A model defined only where ``[[1, rho], [rho, 1]]`` is positive definite (its Cholesky
+    factor is taken): the replay would drop the factorisation's check and give numbers where
+    Pyro's potential raises, so no fused graph is made, and the compiled potential with
+    autograd raises there as Pyro's does."""
+
+    def model():
+        rho = pyro.sample("rho", dist.Normal(0.0, 0.5))
+        one = torch.ones(())
+        matrix = torch.stack([torch.stack([one, rho]), torch.stack([rho, one])])
+        pyro.factor("defined", torch.linalg.cholesky(matrix).sum())
+
+    potential, like = _pyro_potential(model)
+    fused, why = fused_gradient(potential, like)
+    assert fused is None
+    assert "factorisation" in why
+    with pytest.raises(RuntimeError, match="positive-definite"):
+        potential(torch.tensor([5.0]))
+
+
+def test_a_potential_that_raises_at_a_probe_point_is_refused():
+    """Where Pyro's potential raises at a probe point (here: at every call after the one the
+    recording makes), nothing can be compared there, and the fused graph is refused with the
+    reason instead of stopping the run."""
+    calls = []
+
+    def potential(theta):
+        calls.append(theta)
+        if len(calls) > 1:
+            raise ValueError("outside the support")
+        return (theta**2).sum()
+
+    fused, why = fused_gradient(potential, torch.ones(1, 2, dtype=torch.float64))
+    assert fused is None
+    assert why == "fused gradient not checked: ValueError at a probe point"
