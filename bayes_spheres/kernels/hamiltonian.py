@@ -310,12 +310,7 @@ class HamiltonianSliceSampler:
             self.calls += s.calls
             theta, logp = theta * torch.exp(s.t)[:, None], s.logp
             scaled = scaled + s.t
-        if (
-            self.fit_to_warmup
-            and self.scale_moves
-            and self.warming_up
-            and 2 * self.iteration >= self.warmup
-        ):
+        if fits_scale_moves and self.warming_up and 2 * self.iteration >= self.warmup:
             after = theta.norm(dim=-1).log()
             self._radial.append((after, after - log_radius - scaled))
         if self.scale_moves:
