@@ -101,9 +101,7 @@ def differs_from_pyro(
     ``potential`` (None: it may): at ``like``'s rows and random points about them, its
     values and gradients must equal the per-point ones (``BATCHED_RTOL``). ``what`` names the
     candidate in the reason."""
-    noise = torch.randn((PROBE_POINTS, *like.shape[1:]), dtype=like.dtype, device=like.device)
-    points = torch.cat([like, like[:1] + noise]).detach()
-    rtol = BATCHED_RTOL.get(like.dtype, 1e-4)
+    points = probe_points(like)
     try:
         with torch.enable_grad():
             rows = points.clone().requires_grad_(True)
@@ -117,7 +115,20 @@ def differs_from_pyro(
         )
     except Exception as err:  # any failure of the candidate: Pyro's potential per point then
         return f"{what} failed: {type(err).__name__}: {str(err).splitlines()[0]}"
-    for name, a, b in (("value", together, each), ("gradient", together_grad, each_grad)):
+    return mismatch(what, (together, together_grad), (each, each_grad))
+
+
+def probe_points(like: Tensor) -> Tensor:
+    """Where a stand-in for Pyro's potential is checked: ``like``'s rows [C, P] and
+    :data:`PROBE_POINTS` random points about the first."""
+    noise = torch.randn((PROBE_POINTS, *like.shape[1:]), dtype=like.dtype, device=like.device)
+    return torch.cat([like, like[:1] + noise]).detach()
+
+
+def mismatch(what: str, got: tuple[Tensor, Tensor], pyros: tuple[Tensor, Tensor]) -> str | None:
+    """Why values and gradients ``got`` differ from Pyro's (``BATCHED_RTOL``), or None."""
+    rtol = BATCHED_RTOL.get(pyros[0].dtype, 1e-4)
+    for name, a, b in zip(("value", "gradient"), got, pyros, strict=True):
         if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=rtol * float(
             b.abs().max().clamp_min(1.0))):  # fmt: skip
             return f"{what}'s {name} differs from Pyro's per point"
@@ -176,12 +187,17 @@ def replayed(
 UNDEFINED = ("singular", "input is not positive-definite")
 
 
+def undefined(err: RuntimeError) -> bool:
+    """Whether ``err`` says the potential is undefined there (:data:`UNDEFINED`)."""
+    return any(reason in str(err) for reason in UNDEFINED)
+
+
 def at(potential: Callable[[Tensor], Tensor], theta: Tensor) -> Tensor:
     """``potential(theta)``, or not-a-number where it raises an :data:`UNDEFINED` error."""
     try:
         return potential(theta)
     except RuntimeError as err:
-        if any(reason in str(err) for reason in UNDEFINED):
+        if undefined(err):
             return theta.new_tensor(math.nan)
         raise
 
@@ -197,7 +213,7 @@ def nan_where_undefined(fused: ValueAndGradient) -> ValueAndGradient:
         try:
             return fused(theta)
         except RuntimeError as err:
-            if any(reason in str(err) for reason in UNDEFINED):
+            if undefined(err):
                 return theta.new_tensor(math.nan), torch.zeros_like(theta)
             raise
 
