@@ -1,6 +1,6 @@
 """Where a sweep's time went: seconds per stage of each row's cells, from the ``timings`` every
-run writes into ``metrics.json`` (one entry per stage of ``bayes_spheres/pipeline.py``'s table,
-and ``total``); ``bayes-spheres-report DIR --stages``."""
+run writes into ``metrics.json`` (one entry per stage a run went through, and ``total``);
+``bayes-spheres-report DIR --stages``."""
 
 from __future__ import annotations
 
