@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "tutorial.md"
-BUDGET = "chains, warmup, draws = 4, 500, 500"
+BUDGET = "chains, warmup, draws = 4, 500, 1500"
 
 
 def tutorial_code() -> str:
