@@ -213,20 +213,27 @@ def reference_error(target, samples: dict[str, np.ndarray]) -> float:
 
 
 class CountingNUTS(NUTS):
-    """Pyro's NUTS, counting its potential's calls (one per leapfrog step) after warm-up."""
+    """Pyro's NUTS, counting its potential's calls (one per leapfrog step) after warm-up,
+    over every chain it runs (its own count of updates per chain, from ``setup``)."""
 
     draw_calls = 0
 
     def setup(self, warmup_steps: int, *args, **kwargs) -> None:
         super().setup(warmup_steps, *args, **kwargs)
+        self.updates, self.warmup = 0, warmup_steps
         inner = self.potential_fn
 
         def counted(params):
-            if self._t >= self._warmup_steps:
+            if self.updates >= self.warmup:
                 self.draw_calls += 1
             return inner(params)
 
         self.potential_fn = counted
+
+    def sample(self, params):
+        out = super().sample(params)
+        self.updates += 1
+        return out
 
 
 @contextlib.contextmanager
