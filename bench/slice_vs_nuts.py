@@ -6,8 +6,10 @@ kernel's defaults, against three NUTS implementations on the same posterior.
 Rows, in one table:
 
 - ``MCMC(Slice(model))``: Pyro's ``MCMC`` over ``bayes_spheres.kernels.Slice`` with nothing
-  but the model given; optionally one more row per direction mode in ``--modes``
-  (``Slice(model, directions=...)``);
+  but the model given (Pyro runs the chains in worker processes or one after another);
+  optionally one more row per direction mode in ``--modes`` (``Slice(model, directions=...)``);
+- ``VectorizedMCMC(Slice(model))``: the same kernel with every chain in one batch
+  (``bayes_spheres/kernels/vectorized.py``);
 - Pyro NUTS: ``MCMC(NUTS(model))``, a real but short run (one chain by default: it is slow);
 - NumPyro NUTS: the same model written in NumPyro, chains one after another
   (``chain_method="sequential"``), float64, JIT compilation included;
@@ -31,9 +33,9 @@ the Gaussian once more with a dense mass matrix for both: ``Slice(model, mass="d
 (``--skip generic`` leaves it out).
 
 NumPyro, PyMC and nutpie are optional (``pip install -e '.[bench]'``): a row whose package is
-missing is skipped, and said so. The last lines compare ``MCMC(Slice(model))`` with every other
-row (ratio of minimum ESS per second) and judge the goal: at least 30 min-ESS/s and at least
-4x nutpie.
+missing is skipped, and said so. The last lines compare each slice row (``MCMC(Slice(model))``,
+``VectorizedMCMC(Slice(model))``) with every other row (ratio of minimum ESS per second) and
+judge the goal for each: at least 30 min-ESS/s and at least 4x nutpie.
 
 Run (paper scale; takes well over ten minutes, best on an otherwise idle machine)::
 
@@ -47,6 +49,7 @@ say nothing about the paper's scale.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import importlib.util
 import os
@@ -241,9 +244,9 @@ def slice_row(
     runner = VectorizedMCMC if vectorized else MCMC
     # What the kernel was built with (its defaults, as they are now): read, not chosen here.
     config = ", ".join(
-        f"{k}={v}"
-        for k, v in vars(kernel).items()
-        if not k.startswith("_") and isinstance(v, str | int | float)
+        f"{f.name}={getattr(kernel.settings, f.name)}"
+        for f in dataclasses.fields(kernel.settings)
+        if isinstance(getattr(kernel.settings, f.name), str | int | float)
     )
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
@@ -435,7 +438,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--skip",
         default="",
-        help=f"rows to leave out: {','.join(BASELINES)} (slice: {SLICE}; --modes rows stay)",
+        help=f"rows to leave out: {','.join(BASELINES)} (slice: {SLICE}; slice-vectorized: "
+        f"{VECTORIZED}; --modes rows stay)",
     )
     for name, what in [
         ("slice-chains", "chains of every Slice row"),

@@ -214,7 +214,8 @@ def reference_error(target, samples: dict[str, np.ndarray]) -> float:
 
 class CountingNUTS(NUTS):
     """Pyro's NUTS, counting its potential's calls (one per leapfrog step) after warm-up,
-    over every chain it runs (its own count of updates per chain, from ``setup``)."""
+    over every chain it runs in this process (its own count of updates per chain, from
+    ``setup``); chains in Pyro's worker processes are not counted (0)."""
 
     draw_calls = 0
 
@@ -306,7 +307,8 @@ def run(method: str, model: Callable, target, size: tuple[int, int, int], seed: 
     row = {"method": label, "wall": wall, "cpu": cpu, "ess": float(ess.min()),
            "rhat": float(rhat.max()), "divergences": divergences, "error": error}  # fmt: skip
     if isinstance(kernel, CountingNUTS):
-        per_chain = kernel.draw_calls / (chains * draws)
+        # 0 calls: Pyro ran the chains in worker processes, where the count stays
+        per_chain = kernel.draw_calls / (chains * draws) if kernel.draw_calls else math.nan
         return row | {"length": "no-u-turn", "floor": math.nan, "batched": math.nan,
                       "step": kernel.step_size, "per_chain": per_chain}  # fmt: skip
 

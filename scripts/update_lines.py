@@ -1,8 +1,10 @@
 """How much code one update runs: the lines of the kernel's own package executed by one
 ``Slice`` update after warm-up, beside the lines of Pyro's ``pyro/infer/mcmc`` and
-``pyro/ops`` executed by one update of Pyro's ``HMC`` on the same posterior (the flat model on
-the study's data), and the functions they belong to (their whole source, docstrings
-included). Tracing by ``sys.settrace``; a line run many times counts once.
+``pyro/ops`` executed by one update of Pyro's ``HMC`` (10 leapfrog steps) on the same
+posterior (the flat model on the study's data), and again over all of ``pyro/`` (HMC runs
+the model through Pyro's handlers at every step; the fast path does not run it), with the
+functions they belong to (their whole source, docstrings included). Tracing by
+``sys.settrace``, ``line`` events only; a line run many times counts once.
 
 Run::
 
@@ -48,7 +50,8 @@ def traced(update: Callable[[], object], roots: tuple[str, ...]) -> tuple[dict, 
             return None
         if event == "call" and not frame.f_code.co_name.startswith("<"):
             calls[(name, frame.f_code.co_firstlineno)] = frame.f_code
-        lines[name].add(frame.f_lineno)
+        if event == "line":  # not "call", whose line is the def's
+            lines[name].add(frame.f_lineno)
         return tracer
 
     sys.settrace(tracer)
@@ -70,6 +73,12 @@ def report(label: str, lines: dict, calls: dict, roots: tuple[str, ...]) -> None
         print(f"    {count:4d}  {short}")
 
 
+def hmc() -> HMC:
+    """Pyro's HMC with 10 leapfrog steps an update (a fixed step size: adapting it would
+    change the number of steps, ``trajectory_length / step_size``)."""
+    return HMC(Flat(), step_size=1e-3, num_steps=10, adapt_step_size=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dim", type=int, default=500)
@@ -77,10 +86,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_default_dtype(torch.float64)
     data = load_spheres(dim=args.dim, n_train=args.n, n_val=1, seed=0)
-    for label, kernel, roots in (
-        ("Slice (ours)", Slice(Flat()), OURS),
-        ("Pyro HMC", HMC(Flat(), step_size=1e-3, num_steps=10), PYRO_PARTS),
+    every_pyro = (os.path.dirname(pyro.__file__),)
+    for label, make, roots in (
+        ("Slice (ours)", lambda: Slice(Flat()), OURS),
+        ("Pyro HMC, 10 steps (pyro/infer/mcmc, pyro/ops)", hmc, PYRO_PARTS),
+        ("Pyro HMC, 10 steps (all of pyro/, the model's run included)", hmc, every_pyro),
     ):
+        kernel = make()
         pyro.set_rng_seed(0)
         kernel.setup(20, data.phi_train, data.y_train)
         params = kernel.initial_params
