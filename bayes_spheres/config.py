@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bayes_spheres import checks
 from bayes_spheres.attack import PGDSettings, SimplexSettings
+from bayes_spheres.attack.strongest import PolishSettings
 from bayes_spheres.branch_bound import CertificateSettings
 from bayes_spheres.checks import SettingError
 from bayes_spheres.data import SpheresSettings
@@ -69,8 +70,8 @@ def settings_node(kind: type) -> dict[str, Any]:
 
 
 # Each `conf/inference/*.yaml` takes its settings from here (`/settings@inference: mcmc`, the
-# kernel's `/settings@inference.slice: slice`, ...), and so does the certificate
-# (`conf/config.yaml`: `settings@certificate`).
+# kernel's `/settings@inference.slice: slice`, ...), and so do the certificate and the
+# strongest attack's polish (`conf/config.yaml`: `settings@certificate`, `settings@polish`).
 _SETTINGS = (
     ("map", MAPSettings),
     ("laplace", LaplaceSettings),
@@ -84,6 +85,7 @@ _SETTINGS = (
     ("svi", SVISettings),
     ("sgd", SGDSettings),
     ("certificate", CertificateSettings),
+    ("polish", PolishSettings),
 )
 for _name, _kind in _SETTINGS:
     ConfigStore.instance().store(group="settings", name=_name, node=settings_node(_kind))
@@ -112,8 +114,9 @@ class Plan:
     extra_attacks: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = dataclasses.field(
         default_factory=dict
     )
-    # Mirror-ascent steps from each restart's best point (bayes_spheres/attack/strongest.py).
-    polish_steps: int = 200
+    # The strongest attack's polish from each restart's best point
+    # (bayes_spheres/attack/strongest.py).
+    polish: PolishSettings = dataclasses.field(default_factory=PolishSettings)
     # The certified bound's search (bayes_spheres/branch_bound.py): time and node limits.
     certificate: CertificateSettings = dataclasses.field(default_factory=CertificateSettings)
     # dtype of posterior.nc's pointwise log-likelihood; None: not written.
@@ -298,19 +301,20 @@ def _build(cfg: DictConfig) -> Plan:
         dtype=DTYPES[cfg.dtype],
         device=torch.device(cfg.device),
         extra_attacks=extra_attacks,
-        polish_steps=_positive_int("polish_steps", cfg.get("polish_steps", 200), minimum=0),
+        polish=_settings("polish", cfg, PolishSettings),
         log_likelihood_dtype=_log_likelihood_dtype(cfg),
-        certificate=_certificate(cfg),
+        certificate=_settings("certificate", cfg, CertificateSettings),
     )
 
 
-def _certificate(cfg: DictConfig) -> CertificateSettings:
-    node = cfg.get("certificate")
+def _settings(key: str, cfg: DictConfig, kind: type) -> Any:
+    """The settings object of the top-level node ``key`` (its defaults where there is none)."""
+    node = cfg.get(key)
     if node is None:
-        return CertificateSettings()
-    settings = _instantiate("certificate", node)
-    if not isinstance(settings, CertificateSettings):
-        raise ConfigError(f"certificate._target_={node._target_!r} is not CertificateSettings")
+        return kind()
+    settings = _instantiate(key, node)
+    if not isinstance(settings, kind):
+        raise ConfigError(f"{key}._target_={node._target_!r} is not {kind.__name__}")
     return settings
 
 

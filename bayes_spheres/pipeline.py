@@ -166,7 +166,7 @@ def extra_attack(c: Cell, name: str) -> None:
 
 
 def attack_strongest(c: Cell) -> None:
-    c.best = strongest(c.posterior.ensemble, c.same_restarts, polish_steps=c.plan.polish_steps)
+    c.best = strongest(c.posterior.ensemble, c.same_restarts, c.plan.polish)
     c.best.save(c.out / points_file("best"))
 
 

@@ -31,7 +31,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bayes_spheres.attack.strongest import strongest
+from bayes_spheres.attack.strongest import polish_of_run, strongest
 from bayes_spheres.ensemble import Ensemble
 from bayes_spheres.metrics import SPHERES
 from bayes_spheres.progress import switch_bars
@@ -64,7 +64,8 @@ def search(run_dir: Path, factor: int, seed: int) -> dict[str, Any]:
         if not found or torch.equal(points.label, found[0].label):  # the same restarts
             found.append(points)
     start = time.perf_counter()
-    best = strongest(ensemble, found, polish_steps=int(cfg.get("polish_steps", 200)) * factor)
+    polish = polish_of_run(cfg)
+    best = strongest(ensemble, found, dataclasses.replace(polish, steps=polish.steps * factor))
     seconds["strongest"] = round(time.perf_counter() - start, 1)
     spheres = {}
     for name, label in SPHERES.items():

@@ -251,6 +251,8 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path):
         ("+inference.maxiter=3", ["inference.maxiter", "unknown", "lbfgs"]),
         ("inference.lbfgs.history_size=0", ["inference.lbfgs.history_size=0", ">= 1"]),
         ("inference=svi inference.optim.lr=abc", ["inference.optim.lr='abc'", "> 0"]),
+        ("polish.temperatures=[30,0]", ["polish.temperatures[1]=0", "> 0"]),
+        ("polish.temperatures=abc", ["polish.temperatures='abc'", "list of numbers"]),
     ],
 )
 def test_cli_config_errors_are_one_line_and_exit_2(tmp_path, override, fragments):
