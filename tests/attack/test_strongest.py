@@ -13,26 +13,22 @@ from bayes_spheres import metrics as M
 from bayes_spheres.attack.strongest import PolishSettings, best_of, polish, polish_of_run
 from bayes_spheres.branch_bound import CertificateSettings
 from bayes_spheres.checks import SettingError
-from bayes_spheres.data import INNER, OUTER, SquaredFeatures
+from bayes_spheres.data import INNER, OUTER
 from bayes_spheres.ensemble import Ensemble
+from tests.attack.test_attack_simplex import ensemble
 
 RADII = (1.0, 1.3)
 PLAIN = PolishSettings(temperatures=())
 
 
-def step_like(seed: int, sharpness: float = 100.0, dim: int = 20, members: int = 50) -> Ensemble:
-    """Members whose activations are ``sharpness`` times those of moderate ones: each is
-    nearly a step function on the spheres, as a sampled posterior's members are (median
-    ``|a|`` about 400 at the flat MCMC row's strongest points), so the ensemble's objective is
-    a staircase."""
-    g = torch.Generator().manual_seed(seed)
-    f = SquaredFeatures(
-        0.05 + 0.01 * torch.rand(dim, generator=g, dtype=torch.float64),
-        0.05 + 0.02 * torch.rand(dim, generator=g, dtype=torch.float64),
-    )
-    c = 1.0 + 3.0 * torch.randn(members, dim, generator=g, dtype=torch.float64)
-    b = torch.randn(members, generator=g, dtype=torch.float64)
-    return Ensemble(sharpness * c * f.std, sharpness * b, f)
+def step_like(seed: int, members: int | None = None, sharpness: float = 100.0) -> Ensemble:
+    """``test_attack_simplex.ensemble``'s members (D = 20, 50 of them, or the first
+    ``members``) with ``sharpness`` times their activations: each is nearly a step function
+    on the spheres, as a sampled posterior's members are (median ``|a|`` about 400 at the flat
+    MCMC row's strongest points), so the ensemble's objective is a staircase."""
+    moderate = ensemble(seed)
+    keep = slice(None, members)
+    return Ensemble(sharpness * moderate.w[keep], sharpness * moderate.b[keep], moderate.features)
 
 
 def attacked(ens: Ensemble, seed: int) -> A.AdversarialPoints:
