@@ -112,7 +112,11 @@ def main() -> None:
     parser.add_argument("run_dirs", type=Path, nargs="+")
     parser.add_argument("--polish-steps", type=int, default=None, help="default: the run's")
     parser.add_argument(
-        "--temperatures", type=float, nargs="*", default=None, help="default: the run's"
+        "--temperatures",
+        type=float,
+        nargs="*",
+        default=None,
+        help="smoothing temperatures (default: the run's; the flag alone: none)",
     )
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per sphere")
     parser.add_argument("--max-nodes", type=int, default=20_000, help="regions per sphere")

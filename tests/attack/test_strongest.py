@@ -71,8 +71,9 @@ def test_polished_points_are_real_points_below_the_certified_bound():
         assert value <= bounds[name]["certified_bound"] + 1e-12
 
 
-def test_one_model_skips_the_smoothed_stages():
-    """Dividing one model's logit by T does not move its maximiser: the same points."""
+def test_one_model_does_not_depend_on_the_temperatures():
+    """One model's polish ends where it ends without smoothing: its logit is linear in ``u``
+    (dividing it by T moves no maximiser), and the module skips those stages for it."""
     ens = step_like(1, members=1)
     start = attacked(ens, 1)
     a, b = polish(ens, start, PLAIN), polish(ens, start)
